@@ -1,0 +1,52 @@
+# ltlib: `make tutorial` runs the notebooks headless; `make test` runs the test suite.
+# Both create (or reuse) the virtual environment in .venv and install Fashion-MNIST with apt if missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+DATASET ?= fashion_mnist_lt
+FMNIST_DIR ?= $(or $(LTLIB_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+TUTORIAL_DIR := exp/tutorial
+
+.PHONY: install data test tutorial scripts lab clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[notebooks,test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ltlib)" >/dev/null
+	touch $@
+
+data:
+	@if [ -f "$(FMNIST_DIR)/train-images-idx3-ubyte.gz" ]; then \
+		echo "Fashion-MNIST: $(FMNIST_DIR)"; \
+	else \
+		echo "Fashion-MNIST missing: installing the Debian package dataset-fashion-mnist"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; \
+	fi
+
+test: install data
+	$(PY) -m pytest -q
+
+tutorial: install data
+	@mkdir -p $(TUTORIAL_DIR)
+	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
+		echo "== $$nb ($(PROFILE), $(DATASET))"; \
+		$(VENV)/bin/papermill "$$nb" "$(TUTORIAL_DIR)/$$(basename $$nb)" --cwd notebooks \
+			-p profile $(PROFILE) -p dataset $(DATASET) --progress-bar || exit 1; \
+	done; \
+	echo "Executed notebooks: $(TUTORIAL_DIR)/  figures: exp/figures/  runs: exp/$(DATASET)/"; \
+	echo "Wall time: $$(( $$(date +%s) - start )) s"
+
+scripts: install
+	$(PY) -m ltlib.export
+
+lab: install data
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

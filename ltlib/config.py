@@ -1,0 +1,239 @@
+"""A run is a frozen, validated dataclass; recipes and profiles fill it in.
+
+* A **recipe** is a paper's training choices (model, optimiser, schedule, subset selection) at
+  paper scale, plus the values validated for the CPU ``quick`` scale.
+* A **profile** is the scale: ``paper`` (the published recipe, for a GPU), ``quick`` (the CPU tutorial
+  scale: the seven notebooks in about 30 minutes on 2 cores) and ``smoke`` (tests: seconds).
+
+``make_config(profile, recipe, dataset, **overrides)`` resolves them in that order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+from .data.datasets import DATASETS
+from .data.longtail import GROUP_SCHEMES, IMBALANCE_PROFILES, SUBSET_MODES, check_imbalance_factor
+from .data.samplers import SAMPLERS
+from .errors import ConfigError
+from .losses import LOSSES
+from .models import MODELS
+from .optim.schedules import SCHEDULES
+from .optim.step import STEPS
+from .registry import Registry
+
+# Fields that label a run but do not change what it computes: left out of the hash.
+LABEL_FIELDS = ("name", "profile", "recipe")
+_CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
+            "precision": ("bf16", "fp32")}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a training run. Build it with :func:`make_config`."""
+
+    name: str = "ce"
+    # data
+    dataset: str = "fashion_mnist_lt"
+    imbalance_factor: float = 100.0
+    imbalance_profile: str = "exp"
+    n_max: int | None = None            # head-class size; None = the data set's full per-class count
+    subset: str = "shuffle"             # which images: "first" in file order or a seeded "shuffle"
+    subset_seed: int = 0                # draws the subset and the validation split; not the training seed
+    val_split: str = "none"             # "none", "holdout" (carved from the LT set) or "unused" (balanced)
+    val_fraction: float = 0.1           # per class, for val_split="holdout"
+    val_per_class: int = 100            # for val_split="unused"
+    test_per_class: int | None = None   # None = the whole balanced test set
+    crop_padding: int | None = None     # None = the data set's standard (4 for CIFAR, 2 for 28x28)
+    flip: bool = True
+    # model
+    model: str = "resnet32"
+    width: float = 1.0
+    classifier: str = "linear"
+    # method: loss x sampler x step strategy
+    loss: str = "ce"
+    sampler: str = "instance"
+    step: str = "sgd"
+    # optimisation
+    epochs: int = 200
+    batch_size: int = 128
+    drop_last: bool = False
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    nesterov: bool = False
+    schedule: str = "warmup_multistep"
+    warmup_epochs: float = 5
+    precision: str = "bf16"             # bf16 autocast (no GradScaler needed) or fp32
+    channels_last: bool = True
+    # evaluation
+    eval_every: int = 1
+    eval_batch_size: int = 250
+    tta: bool = False                   # flip TTA on the reported numbers (WB / ImbSAM report with it)
+    select_on_test: bool = False        # also report the best epoch on the *test* set (the papers' protocol)
+    group_scheme: str = "strict"
+    seed: int = 0                       # initialisation, data order and augmentation
+    # labels (not hashed)
+    profile: str = "custom"
+    recipe: str = "custom"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        spec = DATASETS.get(self.dataset)
+        if self.n_max is None:
+            object.__setattr__(self, "n_max", spec.n_max)
+        if self.crop_padding is None:
+            object.__setattr__(self, "crop_padding", spec.crop_padding)
+        object.__setattr__(self, "imbalance_factor", float(self.imbalance_factor))
+        if not 1 <= self.n_max <= spec.n_max:
+            raise ConfigError(f"RunConfig.n_max: must be in 1..{spec.n_max} for {self.dataset}, got {self.n_max}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"RunConfig.warmup_epochs: must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """A stable 10-hex-digit hash of everything that changes the result."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}-{self.hash()}"
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **_check_names(changes))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        return cls(**_check_names(values))
+
+
+def _check_names(values: dict) -> dict:
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown RunConfig field(s) {unknown}. Valid fields: {', '.join(sorted(known))}")
+    return values
+
+
+_REGISTRIES = {"dataset": DATASETS, "imbalance_profile": IMBALANCE_PROFILES, "subset": SUBSET_MODES,
+               "model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "step": STEPS, "schedule": SCHEDULES,
+               "group_scheme": GROUP_SCHEMES}
+
+
+def _validate(cfg: RunConfig) -> None:
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        _check_type(f.name, value, hints[f.name])
+        if f.name in _REGISTRIES:
+            try:
+                _REGISTRIES[f.name].get(value)
+            except ConfigError as err:
+                raise ConfigError(f"RunConfig.{f.name}: {err}") from None
+        if f.name in _CHOICES and value not in _CHOICES[f.name]:
+            raise ConfigError(f"RunConfig.{f.name}: {value!r} is not one of {_CHOICES[f.name]}")
+    try:
+        check_imbalance_factor(cfg.imbalance_factor)
+    except ConfigError as err:
+        raise ConfigError(f"RunConfig.{err}") from None
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_every": cfg.eval_every,
+                "eval_batch_size": cfg.eval_batch_size, "lr": cfg.lr, "width": cfg.width,
+                "val_per_class": cfg.val_per_class}
+    for name, value in positive.items():
+        if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"RunConfig.{name}: must be a positive number, got {value!r}")
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"RunConfig.momentum: must be in [0, 1), got {cfg.momentum}")
+    if not cfg.weight_decay >= 0:
+        raise ConfigError(f"RunConfig.weight_decay: must be >= 0, got {cfg.weight_decay}")
+    if not 0 < cfg.val_fraction < 1:
+        raise ConfigError(f"RunConfig.val_fraction: must be in (0, 1), got {cfg.val_fraction}")
+    for name in ("crop_padding", "test_per_class", "n_max"):
+        value = getattr(cfg, name)
+        if value is not None and value < (0 if name == "crop_padding" else 1):
+            raise ConfigError(f"RunConfig.{name}: must be {'>= 0' if name == 'crop_padding' else '>= 1'}, got {value}")
+    if cfg.seed < 0 or cfg.subset_seed < 0:
+        raise ConfigError("RunConfig.seed and RunConfig.subset_seed must be >= 0")
+
+
+def _check_type(name: str, value: object, hint: object) -> None:
+    if name == "imbalance_factor":  # checked by check_imbalance_factor, with its own message
+        return
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return
+        raise ConfigError(f"RunConfig.{name}: must not be None")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, Integral) and not isinstance(value, bool),
+        float: isinstance(value, Real) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(base, True)
+    if not ok:
+        raise ConfigError(f"RunConfig.{name}: must be {base.__name__}, got {value!r} ({type(value).__name__})")
+
+
+# --------------------------------------------------------------------------- recipes and profiles
+
+@dataclass(frozen=True)
+class Recipe:
+    """A paper's stage-1 training choices at paper scale, and the values used at CPU quick scale."""
+
+    paper: dict
+    quick: dict
+    common: dict = field(default_factory=dict)
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+RECIPES.add("ce", Recipe(
+    common=dict(model="resnet32", loss="ce", momentum=0.9, subset="shuffle"),
+    # LDAM-DRW / CMO cifar_train.py defaults (algorithms.md §5.3)
+    paper=dict(epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, schedule="warmup_multistep",
+               warmup_epochs=5, eval_every=1),
+    # quick-profile-pilot.md: lr 0.1, 2-epoch warm-up + per-step cosine, 30 epochs, width 0.5
+    quick=dict(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine", warmup_epochs=2,
+               eval_every=10, width=0.5),
+), "cross-entropy as LDAM-DRW / CMO train it: ResNet-32, SGD lr 0.1, warm-up + steps at 160/180 of 200")
+RECIPES.add("wb", Recipe(
+    common=dict(loss="ce", momentum=0.9, subset="first", schedule="cosine_epoch_start", warmup_epochs=0),
+    # weight balancing demo1 (algorithms.md §2.2): ResNet-34 variant, batch 64, lr 0.01, 320 epochs
+    paper=dict(model="resnet34_wb", epochs=320, batch_size=64, lr=0.01, weight_decay=5e-3, eval_every=1),
+    # CPU scale: ResNet-32 width 0.5; see notebook 01 and exp/README.md for the pilot behind these values
+    quick=dict(model="resnet32", width=0.5, epochs=30, batch_size=128, lr=0.01, weight_decay=5e-3,
+               eval_every=10),
+), "weight balancing stage 1: CE, SGD lr 0.01, cosine stepped before each epoch, WD 5e-3 on all parameters")
+
+PROFILES: Registry[dict] = Registry("profile")
+PROFILES.add("paper", dict(val_split="none"), "the published recipe at full scale (meant for a GPU)")
+PROFILES.add("quick", dict(n_max=1000, val_split="unused", val_per_class=100),
+             "CPU tutorial scale: head class 1,000 images (2,478 at IF=100), ResNet-32 width 0.5, 30 epochs")
+PROFILES.add("smoke", dict(n_max=200, val_split="unused", val_per_class=20, test_per_class=100, width=0.25,
+                           epochs=2, warmup_epochs=0, eval_every=1),
+             "tests: 492 images at IF=100, width 0.25, 2 epochs, 1,000 test images (seconds on CPU)")
+
+
+def make_config(profile: str = "quick", recipe: str = "ce", dataset: str = "fashion_mnist_lt",
+                **overrides) -> RunConfig:
+    """Resolve recipe (paper or quick values) <- profile scale <- ``overrides`` into a RunConfig."""
+    scale = dict(PROFILES.get(profile))
+    rec = RECIPES.get(recipe)
+    values = {**rec.common, **(rec.paper if profile == "paper" else rec.quick)}
+    spec = DATASETS.get(dataset)
+    if "n_max" in scale:
+        scale["n_max"] = min(scale["n_max"], spec.n_max)
+    if scale.get("val_split") == "unused" and scale.get("n_max", spec.n_max) >= spec.n_max:
+        scale["val_split"] = "holdout"  # no unused head-class images left: carve from the LT set
+    values.update(scale)
+    values.update(dataset=dataset, profile=profile, recipe=recipe)
+    values.update(overrides)
+    return RunConfig.from_dict(values)

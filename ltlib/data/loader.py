@@ -1,0 +1,64 @@
+"""The fast loader: the whole data set is one uint8 tensor on the device; a batch is an index tensor.
+
+Each epoch's order and augmentation come from generators seeded by (seed, epoch, stream), so an
+epoch can be replayed exactly after a resume without saving any generator state.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from ..env import derived_seed
+from .augment import normalize, pad_crop_flip
+from .samplers import InstanceSampler, Sampler
+from .sources import ImageSet
+
+_ORDER_STREAM, _AUGMENT_STREAM = 0, 1
+
+
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
+    """The generator for one (seed, epoch, stream); streams keep data order and augmentation independent."""
+    return torch.Generator(device=device).manual_seed(derived_seed(seed, epoch, stream))
+
+
+class DeviceLoader:
+    """Batches of normalised, augmented images from a device-resident uint8 data set.
+
+    Args:
+        data: the training images (any device; moved to ``device``).
+        batch_size: images per step; the last partial batch is kept unless ``drop_last``.
+        mean, std: per-channel normalisation constants in [0, 1] units.
+        sampler: draws each epoch's indices; defaults to a plain shuffle.
+        padding: zero padding of the random crop in pixels (0 turns the crop off).
+        flip: random horizontal flips.
+        seed: the training seed from which each epoch's draws derive.
+    """
+
+    def __init__(self, data: ImageSet, *, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 sampler: Sampler | None = None, padding: int = 0, flip: bool = False, seed: int = 0,
+                 drop_last: bool = False, channels_last: bool = False, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.sampler = sampler or InstanceSampler(self.labels)
+        self.batch_size, self.padding, self.flip = batch_size, padding, flip
+        self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=self.device).view(shape)
+        self.std = torch.tensor(std, device=self.device).view(shape)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(images, labels)`` for one epoch: float images normalised, labels int64."""
+        order = self.sampler.epoch_indices(epoch_generator(self.seed, epoch, _ORDER_STREAM, self.device))
+        augment = epoch_generator(self.seed, epoch, _AUGMENT_STREAM, self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            images = self.images[idx]
+            if self.padding or self.flip:
+                images = pad_crop_flip(images, self.padding, self.flip, augment)
+            yield normalize(images, self.mean, self.std, self.channels_last), self.labels[idx]

@@ -1,0 +1,30 @@
+"""Models. Every model exposes ``features(x)`` and a separate ``classifier`` module."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from ..registry import Registry
+from .heads import NormedLinear, build_classifier, classifier_weight
+from .resnet34_wb import ResNet34WB
+from .resnet_cifar import ResNetCifar
+
+MODELS: Registry = Registry("model")
+MODELS.add("resnet32", lambda **kw: ResNetCifar(5, **kw),
+           "LDAM-DRW ResNet-32 (3x5 BasicBlocks, option-A shortcuts, 0.46M params at width 1)")
+MODELS.add("resnet20", lambda **kw: ResNetCifar(3, **kw), "the same family with 3x3 BasicBlocks")
+MODELS.add("resnet34_wb", lambda width=1.0, **kw: ResNet34WB(**kw),
+           "weight balancing / ImbSAM 'ResNet-34': torchvision ResNet-34, 3x3 stem, no max-pool (21.3M params)")
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, width: float = 1.0,
+                classifier: str = "linear") -> nn.Module:
+    """Build a registered model; ``width`` applies to the CIFAR ResNets only."""
+    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, width=width, classifier=classifier)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["MODELS", "NormedLinear", "ResNet34WB", "ResNetCifar", "build_classifier", "build_model",
+           "classifier_weight", "count_parameters"]

@@ -1,0 +1,37 @@
+"""Small helpers the notebooks call at the top: the profile switch and a printout of the recipe."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .config import RunConfig
+from .env import available_cpus, configure_threads, cpu_model, resolve_device
+
+_SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "step",
+          "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
+          "crop_padding", "flip", "group_scheme", "tta")
+
+
+def resolve_profile(profile: str) -> str:
+    """The notebook's ``profile`` parameter, unless ``LTLIB_PROFILE`` is set.
+
+    The exported scripts have no papermill to inject parameters, so
+    ``LTLIB_PROFILE=smoke python scripts/01_first_stage_training.py`` runs one at another scale.
+    """
+    return os.environ.get("LTLIB_PROFILE") or profile
+
+
+def setup(device: str = "auto") -> torch.device:
+    """Pick the device and thread count, and say what was chosen."""
+    dev = resolve_device(device)
+    threads = configure_threads()
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu_model()} ({available_cpus()} cores)"
+    print(f"device: {dev} — {where}; torch {torch.__version__}, {threads} CPU threads")
+    return dev
+
+
+def describe(config: RunConfig) -> str:
+    """The settings that define a run, one line each, as the notebooks print them."""
+    lines = [f"{name:>16}: {getattr(config, name)}" for name in _SHOWN]
+    return "\n".join([f"{config.profile} profile, {config.recipe} recipe", *lines])

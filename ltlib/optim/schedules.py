@@ -1,0 +1,79 @@
+"""Learning-rate schedules as pure functions of (epoch, step): nothing to save, exact on resume.
+
+Contract: ``schedule(epoch, step, steps_per_epoch)`` is called before every optimisation step with
+the 0-based epoch and the 0-based step within it, and returns the learning rate for that step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """Linear warm-up over ``warmup_epochs`` (per step), then per-step cosine decay to 0."""
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 0
+
+    def __call__(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        t = epoch * steps_per_epoch + step
+        warm = int(round(self.warmup_epochs * steps_per_epoch))
+        total = self.epochs * steps_per_epoch
+        if t < warm:
+            return self.lr * (t + 1) / warm
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total - warm)))
+
+
+@dataclass(frozen=True)
+class CosineEpochStart:
+    """Weight balancing's cosine: ``CosineAnnealingLR(T_max=epochs)`` stepped at the *start* of each
+    epoch, so epoch e (0-based) runs at lr * (1 + cos(pi (e+1) / epochs)) / 2 and the last epoch at 0."""
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 0
+
+    def __call__(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch + 1) / self.epochs))
+
+
+@dataclass(frozen=True)
+class WarmupMultiStep:
+    """LDAM-DRW / CMO: lr * t / warmup for t = epoch + 1 <= warmup, then x0.01 after 80% and x0.0001
+    after 90% of the epochs (epochs 160 and 180 of 200)."""
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 5
+    milestones: tuple[float, float] = (0.8, 0.9)
+    gammas: tuple[float, float] = (0.01, 0.0001)
+
+    def __call__(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        t = epoch + 1
+        first, second = (int(m * self.epochs) for m in self.milestones)
+        if t <= self.warmup_epochs:
+            return self.lr * t / self.warmup_epochs
+        if t > second:
+            return self.lr * self.gammas[1]
+        if t > first:
+            return self.lr * self.gammas[0]
+        return self.lr
+
+
+SCHEDULES: Registry = Registry("schedule")
+SCHEDULES.add("cosine", Cosine, "linear warm-up, then per-step cosine to 0")
+SCHEDULES.add("cosine_epoch_start", CosineEpochStart,
+              "weight balancing: per-epoch cosine stepped before each epoch (the last epoch runs at lr 0)")
+SCHEDULES.add("warmup_multistep", WarmupMultiStep,
+              "LDAM-DRW / CMO: warm-up, then x0.01 at 80% and x0.0001 at 90% of the epochs")
+
+
+def build_schedule(name: str, lr: float, epochs: int, warmup_epochs: float = 0):
+    if warmup_epochs < 0 or warmup_epochs >= max(epochs, 1):
+        raise ConfigError(f"warmup_epochs must be in [0, epochs), got {warmup_epochs} with {epochs} epochs")
+    return SCHEDULES.get(name)(lr=lr, epochs=epochs, warmup_epochs=warmup_epochs)

@@ -1,0 +1,74 @@
+"""Step strategies own the forward / backward passes of one optimisation step.
+
+The training loop calls ``step(model, images, labels, loss_fn)`` and never knows which strategy it
+runs; SAM, ImbSAM and CC-SAM (notebooks 03-04) are further strategies with the same signature.
+A strategy returns a :class:`StepResult`: the batch loss (a detached 0-d tensor, not synced to the
+host) and the logits of its first, unperturbed forward pass, for training accuracy.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable, NamedTuple, Protocol
+
+import torch
+import torch.nn as nn
+
+from ..registry import Registry
+
+Autocast = Callable[[], AbstractContextManager]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class StepResult(NamedTuple):
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+class StepStrategy(Protocol):
+    optimizer: torch.optim.Optimizer
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 loss_fn: LossFn) -> StepResult: ...
+
+
+def autocast_for(precision: str, device: torch.device) -> Autocast:
+    """A context factory for the forward passes: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def forward_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn,
+                 autocast: Autocast = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward under autocast; the loss is the mean of the per-sample losses, in fp32."""
+    with autocast():
+        logits = model(images)
+    return loss_fn(logits, labels).mean(), logits
+
+
+class SGDStep:
+    """One forward, one backward, one base-optimizer step (plain ERM)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, autocast: Autocast = nullcontext) -> None:
+        self.optimizer = optimizer
+        self.autocast = autocast
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 loss_fn: LossFn) -> StepResult:
+        loss, logits = forward_loss(model, images, labels, loss_fn, self.autocast)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return StepResult(loss.detach(), logits.detach())
+
+
+STEPS: Registry = Registry("step strategy")
+STEPS.add("sgd", SGDStep, "plain step: one forward/backward, then the base optimizer")
+
+
+def build_sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+              nesterov: bool = False) -> torch.optim.SGD:
+    """SGD over all trainable parameters in one group: weight decay applies to BN and biases too,
+    as in weight balancing, LDAM-DRW and CMO."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)

@@ -1,0 +1,107 @@
+"""The figures the notebooks show. Each takes runs grouped by label and names its data in the title."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .data.datasets import LongTailData
+from .data.longtail import GROUP_NAMES
+from .experiment import Run, default_exp_dir
+from .results import caption, per_class
+
+GROUP_COLORS = {"many": "#4c72b0", "medium": "#dd8452", "few": "#c44e52"}
+
+
+def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> Path:
+    """Save ``fig`` as ``<exp>/figures/<name>.png`` and return the path."""
+    folder = Path(folder) if folder else default_exp_dir() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_class_counts(data: LongTailData, scheme: str = "strict") -> plt.Figure:
+    """Training images per class (log scale), coloured by many / medium / few."""
+    groups = data.groups(scheme)
+    color = {c: GROUP_COLORS[g] for g, members in zip(GROUP_NAMES, groups.members) for c in members}
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = np.arange(data.num_classes)
+    ax.bar(x, data.class_counts, color=[color[c] for c in x])
+    for g in GROUP_NAMES:
+        ax.bar([], [], color=GROUP_COLORS[g], label=f"{g} ({len(groups.members[GROUP_NAMES.index(g)])})")
+    ax.set_yscale("log")
+    ax.set_xticks(x, _short_names(data.classes), rotation=45, ha="right")
+    ax.set_ylabel("training images")
+    ax.set_title(f"{data.name}, IF={data.info['imbalance_factor']:g}: {int(data.class_counts.sum())} images; "
+                 f"{scheme} groups", fontsize=10)
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_accuracy_vs_frequency(runs_by_label: Mapping[str, Sequence[Run]], selection: str = "last") -> plt.Figure:
+    """Per-class test accuracy (mean ± std over seeds) against training images per class."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    first = next(iter(runs_by_label.values()))[0]
+    counts = np.array(first.metrics["class_counts"])
+    offsets = np.linspace(-0.04, 0.04, len(runs_by_label))
+    for (label, runs), off in zip(runs_by_label.items(), offsets):
+        acc = per_class(runs, selection=selection)
+        ax.errorbar(counts * 10 ** off, acc.mean(0), yerr=acc.std(0, ddof=1) if len(acc) > 1 else None,
+                    marker="o", capsize=3, label=f"{label} (overall {acc.mean():.1f}%)")
+    for c, name in enumerate(first.metrics["class_names"]):
+        ax.annotate(_short(name), (counts[c], 2), rotation=90, fontsize=8, ha="center", va="bottom", alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 101)
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test accuracy of the class (%)")
+    ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs])), fontsize=9)
+    ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
+def plot_classifier_norms(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figure:
+    """The L2 norm of each class's classifier weight row (mean ± std over seeds), head to tail."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    first = next(iter(runs_by_label.values()))[0]
+    x = np.arange(len(first.metrics["class_counts"]))
+    width = 0.8 / len(runs_by_label)
+    for i, (label, runs) in enumerate(runs_by_label.items()):
+        norms = per_class(runs, key="classifier_norms")
+        ax.bar(x + (i - (len(runs_by_label) - 1) / 2) * width, norms.mean(0), width,
+               yerr=norms.std(0, ddof=1) if len(norms) > 1 else None, capsize=2, label=label)
+    names = [f"{_short(n)}\n{c}" for n, c in zip(first.metrics["class_names"], first.metrics["class_counts"])]
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("‖w_c‖ (classifier row norm)")
+    ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs])), fontsize=9)
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_history(runs_by_label: Mapping[str, Sequence[Run]], column: str = "loss") -> plt.Figure:
+    """A history column (training loss by default) per epoch, one line per run."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (label, runs) in enumerate(runs_by_label.items()):
+        for j, r in enumerate(runs):
+            h = r.history.dropna(subset=[column])
+            ax.plot(h["epoch"], h[column], color=f"C{i}", alpha=0.8, label=label if j == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    ax.legend(frameon=False)
+    return fig
+
+
+def _short(name: str) -> str:
+    return name.split("/")[0]
+
+
+def _short_names(names: Sequence[str]) -> list[str]:
+    return [_short(n) for n in names]
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width))

@@ -1,0 +1,83 @@
+"""Tables of runs: one row per run, mean ± std over seeds, and differences paired by seed.
+
+Few-shot groups hold few classes, so seed noise is large (about 12 points on Fashion-MNIST-LT at
+quick scale). Compare methods seed by seed and trust a difference only when its sign holds in
+every seed: :func:`paired_differences` says so in its last column.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .env import hardware_label
+from .experiment import Run
+
+METRICS = ("overall", "many", "medium", "few")
+
+
+def runs_table(runs: Sequence[Run], selection: str = "last") -> pd.DataFrame:
+    """One row per run: name, seed and overall / many / medium / few test accuracy (%)."""
+    return pd.DataFrame([r.row(selection) for r in runs])
+
+
+def summarize(runs_by_label: Mapping[str, Sequence[Run]], selection: str = "last") -> pd.DataFrame:
+    """Mean ± sample std over seeds for each label, as numbers and as "mean ± std" text."""
+    rows = []
+    for label, runs in runs_by_label.items():
+        table = runs_table(runs, selection)
+        row = {"method": label, "seeds": ",".join(str(s) for s in table["seed"])}
+        for m in METRICS:
+            values = table[m].to_numpy(dtype=float)
+            mean = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+            row[m] = mean
+            row[f"{m}_std"] = std
+            row[f"{m} (%)"] = _fmt(mean, std)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def _fmt(mean: float, std: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.1f}" if not np.isfinite(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def display_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The text columns of :func:`summarize`, for printing."""
+    return summary[["seeds"] + [f"{m} (%)" for m in METRICS]]
+
+
+def paired_differences(runs_a: Sequence[Run], runs_b: Sequence[Run], selection: str = "last") -> pd.DataFrame:
+    """b − a per seed (percentage points) for each metric, and whether the sign holds in every seed."""
+    a = runs_table(runs_a, selection).set_index("seed")
+    b = runs_table(runs_b, selection).set_index("seed")
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        raise ValueError("the two lists of runs share no seed: nothing to pair")
+    diff = (b.loc[seeds, list(METRICS)] - a.loc[seeds, list(METRICS)]).T
+    diff.columns = [f"seed {s}" for s in seeds]
+    signs = np.sign(diff.to_numpy())
+    diff["same sign in every seed"] = [bool(len(seeds) > 1 and (s == s[0]).all() and s[0] != 0) for s in signs]
+    return diff
+
+
+def per_class(runs: Sequence[Run], key: str = "per_class", selection: str = "last") -> np.ndarray:
+    """Per-class values over seeds (``seeds x classes``): test accuracy, or ``key="classifier_norms"``."""
+    if key == "classifier_norms":
+        return np.array([r.metrics["classifier_norms"] for r in runs])
+    return np.array([r.result(selection)[key] for r in runs])
+
+
+def caption(runs: Sequence[Run]) -> str:
+    """Data set, imbalance factor, epochs, seeds, groups and hardware of a set of runs, in one line."""
+    first = runs[0]
+    seeds = sorted({r.config.seed for r in runs})
+    epochs = sorted({r.config.epochs for r in runs})
+    hardware = sorted({hardware_label(r.environment) for r in runs})
+    data = first.metrics["data"]
+    return (f"{first.config.dataset}, IF={first.config.imbalance_factor:g}, {data['train_size']} training images "
+            f"(head {data['n_max']}), {'/'.join(map(str, epochs))} epochs, seeds {','.join(map(str, seeds))}, "
+            f"{first.metrics['group_scheme']} groups, last epoch, {'; '.join(hardware)}")

@@ -1,0 +1,81 @@
+"""One training loop: batch -> model -> loss -> step strategy -> schedule.
+
+Evaluation, checkpoints and progress live outside the inner loop, behind callbacks. A new method
+adds a step strategy, a loss or a sampler; it does not add a branch here.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm  # the text bar: works in JupyterLab, papermill output and terminals
+
+from .data.loader import DeviceLoader
+from .errors import TrainingDivergedError
+from .optim.step import LossFn, StepStrategy
+
+EvalFn = Callable[[nn.Module, int], dict]
+EpochEndFn = Callable[[int, dict], None]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
+    """Raise if any step of the epoch had a NaN or infinite loss, naming the first such step."""
+    bad = (~torch.isfinite(step_losses)).nonzero()
+    if len(bad):
+        step = int(bad[0])
+        raise TrainingDivergedError(
+            f"the training loss became {float(step_losses[step])} at epoch {epoch + 1}, step {step + 1} "
+            f"of {len(step_losses)}. Lower the learning rate, check the data, or try precision='fp32'."
+        )
+
+
+def fit(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss_fn: LossFn, schedule, *,
+        epochs: int, start_epoch: int = 0, evaluate: EvalFn | None = None, eval_every: int = 1,
+        on_epoch_end: EpochEndFn | None = None, progress: bool = True, desc: str = "train") -> list[dict]:
+    """Train ``model`` for epochs ``start_epoch .. epochs-1`` and return their history records.
+
+    ``evaluate(model, epoch)`` runs every ``eval_every`` epochs and at the last epoch; its dict is
+    merged into that epoch's record. ``on_epoch_end(epoch, record)`` runs after every epoch (the
+    experiment layer writes its checkpoint there).
+    """
+    history = []
+    steps = len(loader)
+    bar = tqdm(range(start_epoch, epochs), desc=desc, initial=start_epoch, total=epochs,
+               disable=not progress, dynamic_ncols=True, leave=True)
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        # device-side accumulators: one host sync per epoch
+        step_losses = torch.zeros(steps, device=loader.device)
+        correct = torch.zeros((), device=loader.device, dtype=torch.long)
+        seen = 0
+        for i, (images, labels) in enumerate(loader.epoch(epoch)):
+            set_lr(step.optimizer, schedule(epoch, i, steps))
+            out = step(model, images, labels, loss_fn)
+            step_losses[i] = out.loss
+            correct += (out.logits.argmax(1) == labels).sum()
+            seen += len(labels)
+        check_finite(step_losses, epoch)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(step_losses.mean()),
+            "lr": schedule(epoch, 0, steps),
+            "train_acc": 100.0 * int(correct) / max(seen, 1),
+            "train_time_s": time.perf_counter() - t0,
+        }
+        if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            record.update(evaluate(model, epoch))
+        history.append(record)
+        bar.set_postfix({k: round(v, 3) for k, v in record.items()
+                         if k in ("loss", "train_acc", "val_overall", "test_overall")})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+    bar.close()
+    return history

@@ -1,0 +1,72 @@
+import pytest
+
+from ltlib.config import PROFILES, RECIPES, RunConfig, make_config
+from ltlib.errors import ConfigError
+
+
+def test_defaults_resolve_from_dataset():
+    cfg = RunConfig()
+    assert cfg.n_max == 6000 and cfg.crop_padding == 2
+    assert RunConfig(dataset="cifar100_lt").crop_padding == 4
+
+
+def test_quick_profile_matches_the_pilot():
+    cfg = make_config("quick")
+    assert (cfg.n_max, cfg.width, cfg.epochs, cfg.batch_size, cfg.val_split) == (1000, 0.5, 30, 128, "unused")
+    assert cfg.precision == "bf16" and cfg.channels_last
+
+
+def test_paper_recipes():
+    wb = make_config("paper", "wb", "cifar100_lt")
+    assert (wb.model, wb.epochs, wb.batch_size, wb.lr, wb.weight_decay, wb.schedule, wb.subset) == \
+        ("resnet34_wb", 320, 64, 0.01, 5e-3, "cosine_epoch_start", "first")
+    ce = make_config("paper", "ce", "cifar10_lt")
+    assert (ce.model, ce.epochs, ce.lr, ce.weight_decay, ce.schedule, ce.warmup_epochs) == \
+        ("resnet32", 200, 0.1, 2e-4, "warmup_multistep", 5)
+
+
+def test_cifar100_quick_uses_holdout_validation():
+    # at n_max = 500 the head class has no unused images left
+    assert make_config("quick", dataset="cifar100_lt").val_split == "holdout"
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="fashion_mnist_lt"):
+        make_config("quick", dataset="fmnist")
+    with pytest.raises(ConfigError, match="smoke"):
+        make_config("fast")
+    with pytest.raises(ConfigError, match="resnet32"):
+        make_config("quick", model="vit")
+    with pytest.raises(ConfigError, match="Valid fields"):
+        make_config("quick", learning_rate=0.1)
+
+
+@pytest.mark.parametrize("bad", [1, 0.9, -5, "100", None, float("nan")])
+def test_bad_imbalance_factor(bad):
+    with pytest.raises(ConfigError, match="imbalance_factor"):
+        make_config("quick", imbalance_factor=bad)
+
+
+@pytest.mark.parametrize("field,value,why", [
+    ("epochs", 0, "positive"), ("epochs", 2.5, "must be int"), ("lr", -0.1, "positive"),
+    ("momentum", 1.0, r"\[0, 1\)"), ("weight_decay", -1e-4, ">= 0"), ("precision", "fp16", "not one of"),
+    ("n_max", 7000, "1..6000"), ("warmup_epochs", 30, "epochs=30"), ("flip", "yes", "must be bool"),
+    ("val_split", "test", "not one of"),
+])
+def test_impossible_values_name_the_field(field, value, why):
+    with pytest.raises(ConfigError, match=rf"RunConfig\.{field}.*{why}|{why}.*{field}"):
+        make_config("quick", **{field: value})
+
+
+def test_hash_is_stable_and_ignores_labels():
+    a = make_config("quick", name="a")
+    assert a.hash() == make_config("quick", name="b").hash()
+    assert a.hash() == RunConfig.from_dict(a.to_dict()).hash()
+    assert a.hash() != a.replace(seed=1).hash()
+    assert a.hash() != a.replace(weight_decay=0.0).hash()
+    assert a.run_name == f"a-{a.hash()}" and len(a.hash()) == 10
+
+
+def test_registries_describe_themselves():
+    for registry in (PROFILES, RECIPES):
+        assert all(name in registry.describe() for name in registry)

@@ -1,0 +1,44 @@
+"""Every notebook runs under papermill in the smoke profile, and its exported script runs with python."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+FMNIST = os.environ.get("LTLIB_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _real_fashion_mnist():
+    if not Path(FMNIST, "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST is not in {FMNIST}: run `make data` (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_with_papermill(notebook, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("LTLIB_EXP_DIR", str(tmp_path / "exp"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("LTLIB_PROFILE", raising=False)
+    out = tmp_path / notebook.name
+    papermill.execute_notebook(str(notebook), str(out), parameters={"profile": "smoke", "seeds": [0, 1]},
+                               kernel_name="python3", cwd=str(notebook.parent), progress_bar=False)
+    text = out.read_text()
+    assert "injected-parameters" in text and "Traceback" not in text
+    assert any((tmp_path / "exp").rglob("metrics.json")), "the notebook trained nothing"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_exported_script_runs_with_python(notebook, tmp_path):
+    script = ROOT / "scripts" / f"{notebook.stem}.py"
+    env = dict(os.environ, LTLIB_PROFILE="smoke", LTLIB_EXP_DIR=str(tmp_path / "exp"), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any((tmp_path / "exp").rglob("metrics.json"))

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltlib.config import make_config
+from ltlib.experiment import Run
+from ltlib.results import caption, paired_differences, per_class, summarize
+
+
+def _run(seed, overall, few, norms=(2.0, 1.0)):
+    cfg = make_config("quick", seed=seed)
+    result = {"overall": overall, "many": 80.0, "medium": 60.0, "few": few, "per_class": [overall, few]}
+    metrics = {"selections": ["last"], "last": {"test": result}, "classifier_norms": list(norms),
+               "class_counts": [100, 10], "class_names": ["a", "b"], "group_scheme": "strict",
+               "data": {"train_size": 110, "n_max": 100}}
+    env = {"cpu": "Test CPU", "torch_threads": 2}
+    return Run(cfg, Path(f"/x/{seed}"), metrics, pd.DataFrame(), env, model=None)
+
+
+def test_summarize_mean_and_sample_std():
+    table = summarize({"A": [_run(0, 70, 40), _run(1, 72, 50), _run(2, 74, 60)]})
+    assert table.loc["A", "overall"] == pytest.approx(72.0)
+    assert table.loc["A", "few_std"] == pytest.approx(10.0)
+    assert table.loc["A", "few (%)"] == "50.0 ± 10.0" and table.loc["A", "seeds"] == "0,1,2"
+
+
+def test_paired_differences_and_sign_check():
+    a = [_run(0, 70, 40), _run(1, 72, 50), _run(2, 74, 60)]
+    b = [_run(0, 71, 30), _run(1, 71, 45), _run(2, 75, 55)]
+    diff = paired_differences(a, b)
+    assert diff.loc["few", ["seed 0", "seed 1", "seed 2"]].tolist() == [-10, -5, -5]
+    assert diff.loc["few", "same sign in every seed"] and not diff.loc["overall", "same sign in every seed"]
+    assert not diff.loc["many", "same sign in every seed"]              # all zero: no effect
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_differences(a[:1], b[1:2])
+
+
+def test_single_seed_never_claims_a_consistent_sign():
+    diff = paired_differences([_run(0, 70, 40)], [_run(0, 75, 50)])
+    assert not diff["same sign in every seed"].any()
+
+
+def test_per_class_and_caption():
+    runs = [_run(0, 70, 40), _run(1, 72, 50)]
+    assert np.array_equal(per_class(runs), [[70, 40], [72, 50]])
+    assert per_class(runs, "classifier_norms").shape == (2, 2)
+    text = caption(runs)
+    assert "IF=100" in text and "seeds 0,1" in text and "Test CPU, 2 threads" in text and "30 epochs" in text
