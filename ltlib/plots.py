@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
 
 from .data.datasets import LongTailData
 from .data.longtail import GROUP_NAMES
@@ -31,14 +32,13 @@ def plot_class_counts(data: LongTailData, scheme: str = "strict") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 3.2))
     x = np.arange(data.num_classes)
     ax.bar(x, data.class_counts, color=[color[c] for c in x])
-    for g in GROUP_NAMES:
-        ax.bar([], [], color=GROUP_COLORS[g], label=f"{g} ({len(groups.members[GROUP_NAMES.index(g)])})")
+    handles = [Patch(color=GROUP_COLORS[g], label=f"{g} ({len(m)} classes)") for g, m in zip(GROUP_NAMES, groups.members)]
     ax.set_yscale("log")
     ax.set_xticks(x, _short_names(data.classes), rotation=45, ha="right")
     ax.set_ylabel("training images")
     ax.set_title(f"{data.name}, IF={data.info['imbalance_factor']:g}: {int(data.class_counts.sum())} images; "
                  f"{scheme} groups", fontsize=10)
-    ax.legend(frameon=False)
+    ax.legend(handles=handles, frameon=False)
     return fig
 
 
@@ -51,12 +51,13 @@ def plot_accuracy_vs_frequency(runs_by_label: Mapping[str, Sequence[Run]], selec
     for (label, runs), off in zip(runs_by_label.items(), offsets):
         acc = per_class(runs, selection=selection)
         ax.errorbar(counts * 10 ** off, acc.mean(0), yerr=acc.std(0, ddof=1) if len(acc) > 1 else None,
-                    marker="o", capsize=3, label=f"{label} (overall {acc.mean():.1f}%)")
-    for c, name in enumerate(first.metrics["class_names"]):
-        ax.annotate(_short(name), (counts[c], 2), rotation=90, fontsize=8, ha="center", va="bottom", alpha=0.7)
+                    marker="o", linestyle="none", capsize=3, label=f"{label} (overall {acc.mean():.1f}%)")
     ax.set_xscale("log")
-    ax.set_ylim(0, 101)
-    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_xticks(counts, [f"{_short(n)} ({c})" for n, c in zip(first.metrics["class_names"], counts)],
+                  rotation=60, ha="right", fontsize=8)
+    ax.minorticks_off()
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("class (training images, log scale)")
     ax.set_ylabel("test accuracy of the class (%)")
     ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs])), fontsize=9)
     ax.legend(frameon=False, loc="lower right")
