@@ -1,6 +1,7 @@
 """The figures the notebooks show. Each takes runs grouped by label and names its data in the title."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -104,5 +105,4 @@ def _short_names(names: Sequence[str]) -> list[str]:
 
 
 def _wrap(text: str, width: int = 100) -> str:
-    import textwrap
     return "\n".join(textwrap.wrap(text, width))

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+
 
 class NormedLinear(nn.Module):
     """Cosine-similarity classifier: ``normalize(x) @ normalize_columns(W)``, no bias.
@@ -31,7 +33,6 @@ def build_classifier(kind: str, in_features: int, num_classes: int) -> nn.Module
         return nn.Linear(in_features, num_classes)
     if kind == "normed":
         return NormedLinear(in_features, num_classes)
-    from ..errors import ConfigError
     raise ConfigError(f"unknown classifier {kind!r}: use 'linear' or 'normed'")
 
 
