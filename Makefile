@@ -9,7 +9,7 @@ FMNIST_DIR ?= $(or $(LTLIB_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 TUTORIAL_DIR := exp/tutorial
 
-.PHONY: install data test tutorial scripts lab clean
+.PHONY: install data test tutorial bench scripts lab clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,9 @@ tutorial: install data
 	done; \
 	echo "Executed notebooks: $(TUTORIAL_DIR)/  figures: exp/figures/  runs: exp/$(DATASET)/"; \
 	echo "Wall time: $$(( $$(date +%s) - start )) s"
+
+bench: install data
+	$(PY) -m ltlib.bench
 
 scripts: install
 	$(PY) -m ltlib.export

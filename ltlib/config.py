@@ -6,6 +6,26 @@
   scale: the seven notebooks in about 30 minutes on 2 cores) and ``smoke`` (tests: seconds).
 
 ``make_config(profile, recipe, dataset, **overrides)`` resolves them in that order.
+
+Why the quick profile is what it is (2-core AMD EPYC, torch 2.14.1, fp32; ``python -m ltlib.bench`` and
+``exp/summaries/pilot_wd.csv``):
+
+* **Input 28x28x1, natively.** The 1-channel stem at 28x28 trains at 726 img/s against 567 at the
+  CIFAR shape 32x32x3 (same ResNet-32, same run of the benchmark): 0.76x the FLOPs.
+* **Width 0.5.** 1,199 img/s at width 0.5 against 726 at width 1: below width 1 the step is
+  overhead-bound, so 4x fewer FLOPs buy only 1.65x; width 0.25 would buy little more and learns less.
+* **Head class 1,000 images (2,478 at IF = 100).** It keeps the strict many / medium / few groups
+  non-empty (5 / 3 / 2 classes); at 6,000 the few group is empty. 20 steps per epoch.
+* **30 epochs, test at 10 / 20 / 30.** One run takes 69-78 s (training about 62 s, evaluation of the
+  10k test and 1k validation images about 2 s per pass), so notebook 01's six runs take about 7.5 min
+  and 20-25 such runs fit the series' 30 minutes.
+* **It still shows what the notebooks teach.** The head / tail gap (many 81 %, few 38 %, Shirt 0 %),
+  and weight decay's effect on the classifier norms and on the tail: with lr 0.1 the head / tail norm
+  ratio goes from 1.3 to 2.2 and few-shot accuracy falls by 5-36 points in every seed.
+* **fp32, not bf16.** bf16 autocast is 1.37-1.44x faster per step at width 1 (1.15x per quick run),
+  but over 6 seed-paired quick runs of weight balancing's recipe it lowered overall accuracy in every
+  pair (-0.3 to -1.6, mean -0.9); with lr 0.1 the shift was not consistent (mean +0.1). It is one
+  switch: ``precision="bf16"``.
 """
 from __future__ import annotations
 
@@ -29,8 +49,11 @@ from .registry import Registry
 
 # Fields that label a run but do not change what it computes: left out of the hash.
 LABEL_FIELDS = ("name", "profile", "recipe")
+# Execution switches: they change speed and floating-point rounding only (like the device or the thread
+# count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
+EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn")
 _CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
-            "precision": ("bf16", "fp32")}
+            "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop")}
 
 
 @dataclass(frozen=True)
@@ -69,11 +92,15 @@ class RunConfig:
     nesterov: bool = False
     schedule: str = "warmup_multistep"
     warmup_epochs: float = 5
-    precision: str = "bf16"             # bf16 autocast (no GradScaler needed) or fp32
-    channels_last: bool = True
+    precision: str = "fp32"             # or "bf16" autocast (no GradScaler): changes numerics, so hashed
+    # execution switches (not hashed; see EXECUTION_FIELDS and `python -m ltlib.bench`)
+    channels_last: bool = True          # NHWC memory: 1.35x for fp32 convolutions on CPU
+    optimizer_impl: str = "foreach"     # SGD as one multi-tensor kernel ("foreach"), "fused" or a "loop"
+    compile: bool = False               # torch.compile the model: ~1.05-1.1x on CPU for 30-50 s of compile
+    eval_batch_size: int = 250          # 100-250 is fastest on CPU; 1000 in fp32 is 2.4x slower
+    fold_bn: bool = True                # evaluate with BatchNorm folded into the convolutions
     # evaluation
     eval_every: int = 1
-    eval_batch_size: int = 250
     tta: bool = False                   # flip TTA on the reported numbers (WB / ImbSAM report with it)
     select_on_test: bool = False        # also report the best epoch on the *test* set (the papers' protocol)
     group_scheme: str = "strict"
@@ -100,7 +127,7 @@ class RunConfig:
 
     def hash(self) -> str:
         """A stable 10-hex-digit hash of everything that changes the result."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS}
+        payload = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS + EXECUTION_FIELDS}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property

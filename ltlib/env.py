@@ -1,10 +1,12 @@
 """The machine a run uses: device choice, CPU threads, seeds and an environment record."""
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +36,40 @@ def available_cpus() -> int:
 
 
 def configure_threads(num_threads: int | None = None) -> int:
-    """Use one intra-op thread per available core (the measured best on 2-core machines).
-
-    ``LTLIB_NUM_THREADS`` overrides the default. Returns the thread count in use.
+    """Use one intra-op thread per available core (the measured best on 2-core machines), and tune
+    the allocator (:func:`tune_allocator`). ``LTLIB_NUM_THREADS`` overrides the thread count.
+    Returns the thread count in use.
     """
+    tune_allocator()
     n = num_threads or int(os.environ.get("LTLIB_NUM_THREADS", 0)) or available_cpus()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_allocator_tuned: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Keep activation-sized buffers in glibc's heap instead of fresh ``mmap`` pages.
+
+    With the default settings every 8 MB activation of a CPU training step is a new mapping that
+    page-faults on first touch (about 600k minor faults per 24 steps measured); a 32 MiB mmap
+    threshold and no trimming cut that 20x and make fp32 steps about 1.3x faster (``python -m
+    ltlib.bench``). Linux with glibc only; ``LTLIB_MALLOC_TUNING=0`` turns it off. Idempotent.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = False
+        if os.environ.get("LTLIB_MALLOC_TUNING", "1") != "0" and sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                _allocator_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+            except (OSError, AttributeError):  # not glibc
+                pass
+    return _allocator_tuned
 
 
 def seed_everything(seed: int) -> None:
@@ -91,6 +119,7 @@ def environment(device: torch.device) -> dict:
         "cpu": cpu_model(),
         "cpu_count": available_cpus(),
         "torch_threads": torch.get_num_threads(),
+        "malloc_tuned": bool(_allocator_tuned),
         "device": str(device),
     }
     if device.type == "cuda":

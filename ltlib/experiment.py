@@ -132,9 +132,15 @@ def _fresh_model(config: RunConfig, data: LongTailData, device: torch.device):
     """Model, optimizer and step strategy at initialisation (seeded)."""
     seed_everything(config.seed)
     model = new_model(config, data.num_classes, device)
-    optimizer = build_sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov)
+    optimizer = build_sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov,
+                          config.optimizer_impl)
     step = STEPS.get(config.step)(optimizer, autocast_for(config.precision, device))
     return model, optimizer, step
+
+
+def training_module(model: nn.Module, config: RunConfig) -> nn.Module:
+    """What the loop calls: the model itself, or a ``torch.compile`` wrapper sharing its parameters."""
+    return torch.compile(model) if config.compile else model
 
 
 def _resume(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
@@ -162,7 +168,7 @@ def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | 
         device=device,
     )
     eval_kw = dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size, precision=config.precision,
-                   channels_last=config.channels_last)
+                   channels_last=config.channels_last, fold_bn=config.fold_bn)
 
     # resume from the last finished epoch, if a readable checkpoint is there
     ckpt = path / "checkpoint.pt"
@@ -177,7 +183,8 @@ def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | 
     io.write_json(path / "config.json", config.to_dict())
     io.write_json(path / "environment.json", env)
 
-    def evaluate_epoch(model: nn.Module, epoch: int) -> dict:
+    def evaluate_epoch(_: nn.Module, epoch: int) -> dict:
+        # the plain model, never a compiled wrapper: its state dict is what gets saved
         results = {"test": evaluate(model, data.test, **eval_kw)}
         if data.val is not None:
             results["val"] = evaluate(model, data.val, **eval_kw)
@@ -198,7 +205,7 @@ def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | 
                             "epoch": epoch + 1, "history": history, "best": best}, ckpt)
 
     t0 = time.perf_counter()
-    fit(model, loader, step, loss_fn, schedule, epochs=config.epochs, start_epoch=start_epoch,
+    fit(training_module(model, config), loader, step, loss_fn, schedule, epochs=config.epochs, start_epoch=start_epoch,
         evaluate=evaluate_epoch, eval_every=config.eval_every, on_epoch_end=save_epoch, progress=progress,
         desc=path.name)
     metrics = _describe(config, data, groups)

@@ -36,6 +36,31 @@ def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
         )
 
 
+def train_epoch(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss_fn: LossFn, schedule,
+                epoch: int) -> dict:
+    """One epoch: for each batch, set the lr, take a step. Metrics stay on the device; one sync at the end."""
+    model.train()
+    t0 = time.perf_counter()
+    steps = len(loader)
+    step_losses = torch.zeros(steps, device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    seen = 0
+    for i, (images, labels) in enumerate(loader.epoch(epoch)):
+        set_lr(step.optimizer, schedule(epoch, i, steps))
+        out = step(model, images, labels, loss_fn)
+        step_losses[i] = out.loss
+        correct += (out.logits.argmax(1) == labels).sum()
+        seen += len(labels)
+    check_finite(step_losses, epoch)  # the epoch's one host sync
+    return {
+        "epoch": epoch + 1,
+        "loss": float(step_losses.mean()),
+        "lr": schedule(epoch, 0, steps),
+        "train_acc": 100.0 * int(correct) / max(seen, 1),
+        "train_time_s": time.perf_counter() - t0,
+    }
+
+
 def fit(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss_fn: LossFn, schedule, *,
         epochs: int, start_epoch: int = 0, evaluate: EvalFn | None = None, eval_every: int = 1,
         on_epoch_end: EpochEndFn | None = None, progress: bool = True, desc: str = "train") -> list[dict]:
@@ -46,30 +71,10 @@ def fit(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss_fn: Los
     experiment layer writes its checkpoint there).
     """
     history = []
-    steps = len(loader)
     bar = tqdm(range(start_epoch, epochs), desc=desc, initial=start_epoch, total=epochs,
                disable=not progress, dynamic_ncols=True, leave=True)
     for epoch in bar:
-        model.train()
-        t0 = time.perf_counter()
-        # device-side accumulators: one host sync per epoch
-        step_losses = torch.zeros(steps, device=loader.device)
-        correct = torch.zeros((), device=loader.device, dtype=torch.long)
-        seen = 0
-        for i, (images, labels) in enumerate(loader.epoch(epoch)):
-            set_lr(step.optimizer, schedule(epoch, i, steps))
-            out = step(model, images, labels, loss_fn)
-            step_losses[i] = out.loss
-            correct += (out.logits.argmax(1) == labels).sum()
-            seen += len(labels)
-        check_finite(step_losses, epoch)
-        record = {
-            "epoch": epoch + 1,
-            "loss": float(step_losses.mean()),
-            "lr": schedule(epoch, 0, steps),
-            "train_acc": 100.0 * int(correct) / max(seen, 1),
-            "train_time_s": time.perf_counter() - t0,
-        }
+        record = train_epoch(model, loader, step, loss_fn, schedule, epoch)
         if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             record.update(evaluate(model, epoch))
         history.append(record)

@@ -63,3 +63,27 @@ def test_normed_linear_gives_cosines():
 def test_unknown_model_lists_valid():
     with pytest.raises(ConfigError, match="resnet32"):
         build_model("resnet18", 10)
+
+
+def test_in_place_block_equals_the_reference_formulation():
+    """relu_/add_ in BasicBlock are exact: same outputs and gradients, bit for bit, as LDAM-DRW's
+    out-of-place relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    block = build_model("resnet32", 10).layer2[0]
+    x = torch.randn(4, 16, 16, 16, requires_grad=True)
+
+    def reference(x):
+        out = F.relu(block.bn1(block.conv1(x)))
+        return F.relu(block.bn2(block.conv2(out)) + block.shortcut(x))
+
+    outputs, grads = [], []
+    for forward in (reference, block):
+        torch.manual_seed(1)
+        out = forward(x)
+        g = torch.autograd.grad(out.pow(2).sum(), [x, *block.parameters()])
+        outputs.append(out.detach())
+        grads.append(g)
+    assert torch.equal(outputs[0], outputs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

@@ -49,15 +49,17 @@ def test_build_schedule_checks_warmup():
         build_schedule("linear", 0.1, 5)
 
 
-def test_sgd_step_equals_a_hand_written_update():
-    """Oracle: the step strategy takes exactly torch.optim.SGD's step on the mean CE loss."""
+@pytest.mark.parametrize("impl", ["loop", "foreach", "fused"])
+def test_sgd_step_equals_a_hand_written_update(impl):
+    """Oracle: the step strategy takes exactly torch.optim.SGD's step on the mean CE loss, whichever
+    kernel implements it."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     twin = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     twin.load_state_dict(model.state_dict())
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    step = SGDStep(build_sgd(model, lr=0.1, momentum=0.9, weight_decay=1e-2))
-    ref_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    step = SGDStep(build_sgd(model, lr=0.1, momentum=0.9, weight_decay=1e-2, impl=impl))
+    ref_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2, foreach=False)
     for _ in range(3):
         out = step(model, x, y, CrossEntropy())
         ref_opt.zero_grad()

@@ -3,7 +3,8 @@
 Runs through ltlib (cached in exp/), then writes pilot_wd.csv beside this file:
     python exp/summaries/pilot_wd.py [recipe ...]
 Each recipe is one of: wb (lr 0.01, cosine stepped per epoch), ce (lr 0.1, warm-up + cosine),
-wb60 (wb at 60 epochs), wb_b64 (wb at batch 64), wb200 (wb at 200 epochs).
+wb60 (wb at 60 epochs), wb_b64 (wb at batch 64), wb200 (wb at 200 epochs),
+wb_fp32, ce_fp32 (wb and ce in fp32 instead of bf16 autocast: the bf16 check of issue 4).
 """
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ VARIANTS = {
     "wb60": dict(recipe="wb", epochs=60),
     "wb_b64": dict(recipe="wb", batch_size=64),
     "wb200": dict(recipe="wb", epochs=200, eval_every=50),
+    "wb_fp32": dict(recipe="wb", precision="fp32"),
+    "ce_fp32": dict(recipe="ce", precision="fp32"),
 }
 WDS = (0.0, 5e-3)
 SEEDS = (0, 1, 2)
@@ -35,7 +38,7 @@ for variant in sys.argv[1:] or ["wb"]:
             norms = r.metrics["classifier_norms"]
             for sel in r.metrics["selections"]:
                 t = r.result(sel)
-                rows.append(dict(variant=variant, wd=wd, seed=seed, selection=sel, epochs=cfg.epochs,
+                rows.append(dict(variant=variant, wd=wd, seed=seed, selection=sel, epochs=cfg.epochs, precision=cfg.precision,
                                  lr=cfg.lr, batch=cfg.batch_size, overall=t["overall"], many=t["many"],
                                  medium=t["medium"], few=t["few"], norm_ratio=norms[0] / norms[-1],
                                  wall_s=r.metrics["wall_time_s"], **{f"c{i}": a for i, a in enumerate(t["per_class"])}))

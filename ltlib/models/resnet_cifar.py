@@ -39,9 +39,11 @@ class BasicBlock(nn.Module):
         self.shortcut = ShortcutA(planes) if stride != 1 or in_planes != planes else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        # in place where exact: BN's backward needs its input, not its output (as torchvision does)
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        out += self.shortcut(x)
+        return F.relu(out, inplace=True)
 
 
 class ResNetCifar(nn.Module):
@@ -72,7 +74,7 @@ class ResNetCifar(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.layer3(self.layer2(self.layer1(out)))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 

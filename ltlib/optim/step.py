@@ -66,9 +66,14 @@ STEPS: Registry = Registry("step strategy")
 STEPS.add("sgd", SGDStep, "plain step: one forward/backward, then the base optimizer")
 
 
+_SGD_IMPL = {"foreach": dict(foreach=True), "fused": dict(fused=True), "loop": dict(foreach=False)}
+
+
 def build_sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-              nesterov: bool = False) -> torch.optim.SGD:
+              nesterov: bool = False, impl: str = "foreach") -> torch.optim.SGD:
     """SGD over all trainable parameters in one group: weight decay applies to BN and biases too,
-    as in weight balancing, LDAM-DRW and CMO."""
+    as in weight balancing, LDAM-DRW and CMO. ``impl`` picks the kernel ("foreach", "fused", "loop");
+    all three compute the same update up to float rounding."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                           **_SGD_IMPL[impl])
