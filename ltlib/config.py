@@ -137,6 +137,19 @@ class RunConfig:
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **_check_names(changes))
 
+    def with_seed(self, seed: int) -> "RunConfig":
+        return self.replace(seed=seed)
+
+    @property
+    def data_config(self) -> "RunConfig":
+        """The config whose data fields define the training and test sets (itself)."""
+        return self
+
+    @property
+    def model_config(self) -> "RunConfig":
+        """The config whose model fields define the architecture (itself)."""
+        return self
+
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         return cls(**_check_names(values))

@@ -44,8 +44,10 @@ class EvalResult:
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float, ...], std: tuple[float, ...],
                    batch_size: int = 250, precision: str = "bf16", channels_last: bool = True,
-                   tta: bool = False, fold_bn: bool = True, device: torch.device | str | None = None) -> torch.Tensor:
-    """Float32 logits for uint8 ``images`` in eval mode, batched (250 is the measured CPU sweet spot).
+                   tta: bool = False, fold_bn: bool = True, device: torch.device | str | None = None,
+                   output: str = "logits") -> torch.Tensor:
+    """Float32 logits (or ``output="features"``: the pooled features) for uint8 ``images`` in eval mode,
+    batched (250 is the measured CPU sweet spot).
 
     ``fold_bn`` evaluates a copy with BatchNorm folded into the convolutions (same function, faster).
     """
@@ -57,14 +59,15 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float,
     was_training = model.training
     model.eval()
     net = fold_batchnorm(model) if fold_bn else model
+    forward = net.features if output == "features" else net
     out = []
     try:
         for start in range(0, len(images), batch_size):
             x = normalize(images[start:start + batch_size].to(device), mean_t, std_t, channels_last)
             with autocast():
-                logits = net(x).float()
+                logits = forward(x).float()
                 if tta:
-                    logits = (logits + net(x.flip(3)).float()) / 2
+                    logits = (logits + forward(x.flip(3)).float()) / 2
             out.append(logits)
     finally:
         model.train(was_training)

@@ -8,6 +8,7 @@ atomic; a damaged checkpoint is reported and retrained, and nothing else is touc
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 import warnings
@@ -42,7 +43,7 @@ def default_exp_dir() -> Path:
 
 
 def run_dir(config: RunConfig, exp_dir: str | Path | None = None) -> Path:
-    return Path(exp_dir or default_exp_dir()) / config.dataset / config.run_name
+    return Path(exp_dir or default_exp_dir()) / config.data_config.dataset / config.run_name
 
 
 def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
@@ -90,9 +91,10 @@ class Run:
                 f"medium {r['medium']:.1f}, few {r['few']:.1f})")
 
 
-def run(config: RunConfig, *, exp_dir: str | Path | None = None, device: str | torch.device = "auto",
+def run(config, *, exp_dir: str | Path | None = None, device: str | torch.device = "auto",
         data_dir: str | None = None, retrain: bool = False, progress: bool = True) -> Run:
-    """Train ``config`` (resuming an interrupted run), or load it if it finished before."""
+    """Train ``config`` (a RunConfig or a stage-2 config; resuming an interrupted run), or load it if
+    it finished before."""
     path = run_dir(config, exp_dir)
     dev = resolve_device(device)
     if not retrain and (path / "metrics.json").is_file():
@@ -103,23 +105,38 @@ def run(config: RunConfig, *, exp_dir: str | Path | None = None, device: str | t
     return _train(config, path, dev, data_dir, progress)
 
 
-def run_seeds(config: RunConfig, seeds: list[int], **kwargs) -> list[Run]:
+def run_seeds(config, seeds: list[int], **kwargs) -> list[Run]:
     """The same config once per seed (each cached on its own)."""
-    return [run(config.replace(seed=int(s)), **kwargs) for s in seeds]
+    return [run(config.with_seed(int(s)), **kwargs) for s in seeds]
+
+
+def _builder(config):
+    if isinstance(config, RunConfig):
+        return build_stage1
+    from .stage2 import build_stage2  # stage 2 builds on this module
+    return build_stage2
+
+
+def config_from_dict(values: dict):
+    """A RunConfig, or a Stage2Config when the dict has a ``stage1`` entry."""
+    if "stage1" in values:
+        from .stage2 import Stage2Config
+        return Stage2Config.from_dict(values)
+    return RunConfig.from_dict(values)
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """Load a finished run folder; a damaged model file raises :class:`CheckpointError`."""
     path = Path(path)
     try:
-        config = RunConfig.from_dict(io.read_json(path / "config.json"))
+        config = config_from_dict(io.read_json(path / "config.json"))
         metrics = io.read_json(path / "metrics.json")
         env = io.read_json(path / "environment.json")
     except (OSError, ValueError) as err:
         raise CheckpointError(f"run folder {path} is incomplete or damaged ({err})") from err
     dev = resolve_device(device)
     state = io.load_checkpoint(path / "model.pt", map_location=dev)
-    model = new_model(config, len(metrics["class_counts"]), dev)
+    model = new_model(config.model_config, len(metrics["class_counts"]), dev)
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as err:
@@ -128,14 +145,40 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     return Run(config, path, metrics, history, env, model)
 
 
-def _fresh_model(config: RunConfig, data: LongTailData, device: torch.device):
-    """Model, optimizer and step strategy at initialisation (seeded)."""
+@dataclass
+class Setup:
+    """What one run trains with. Stage 1 and stage 2 build it differently; the loop is shared."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: object                       # a StepStrategy
+    loss_fn: nn.Module
+    schedule: object
+    loader: DeviceLoader
+    epoch_log: object = None           # optional () -> dict merged into each epoch's record
+
+
+def build_stage1(config: RunConfig, data: LongTailData, device: torch.device, **_) -> Setup:
+    """Model at initialisation (seeded), SGD over all parameters, the config's step, loss and sampler."""
     seed_everything(config.seed)
     model = new_model(config, data.num_classes, device)
     optimizer = build_sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov,
                           config.optimizer_impl)
     step = STEPS.get(config.step)(optimizer, autocast_for(config.precision, device))
-    return model, optimizer, step
+    return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist()),
+                 build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
+                 train_loader(config, data, config.sampler, config.batch_size, device))
+
+
+def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,
+                 device: torch.device) -> DeviceLoader:
+    """The device-resident loader with ``config``'s augmentation and seed."""
+    return DeviceLoader(
+        data.train, batch_size=batch_size, mean=data.mean, std=data.std,
+        sampler=build_sampler(sampler, data.train.labels.to(device)), padding=config.crop_padding,
+        flip=config.flip, seed=config.seed, drop_last=config.drop_last, channels_last=config.channels_last,
+        device=device,
+    )
 
 
 def training_module(model: nn.Module, config: RunConfig) -> nn.Module:
@@ -154,19 +197,14 @@ def _resume(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, devi
         raise CheckpointError(f"{ckpt} does not match this run ({err})") from err
 
 
-def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | None, progress: bool) -> Run:
+def _train(config, path: Path, device: torch.device, data_dir: str | None, progress: bool) -> Run:
+    """The shared part of every run: resume, train, evaluate, checkpoint, write the folder."""
     configure_threads()
-    data = load_data(config, data_dir)
+    data = load_data(config.data_config, data_dir)
     groups = data.groups(config.group_scheme)
-    model, optimizer, step = _fresh_model(config, data, device)
-    loss_fn = build_loss(config.loss, data.class_counts.tolist())
-    schedule = build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs)
-    loader = DeviceLoader(
-        data.train, batch_size=config.batch_size, mean=data.mean, std=data.std,
-        sampler=build_sampler(config.sampler, data.train.labels.to(device)), padding=config.crop_padding,
-        flip=config.flip, seed=config.seed, drop_last=config.drop_last, channels_last=config.channels_last,
-        device=device,
-    )
+    build = functools.partial(_builder(config), config, data, device, exp_dir=path.parent.parent, progress=progress)
+    setup = build()
+    model, optimizer = setup.model, setup.optimizer
     eval_kw = dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size, precision=config.precision,
                    channels_last=config.channels_last, fold_bn=config.fold_bn)
 
@@ -178,7 +216,8 @@ def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | 
             start_epoch, history, best = _resume(ckpt, model, optimizer, device)
         except CheckpointError as err:
             warnings.warn(f"cannot resume: {err}; training {path.name} from scratch.", stacklevel=3)
-            model, optimizer, step = _fresh_model(config, data, device)
+            setup = build()
+            model, optimizer = setup.model, setup.optimizer
     env = environment(device)
     io.write_json(path / "config.json", config.to_dict())
     io.write_json(path / "environment.json", env)
@@ -200,12 +239,15 @@ def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | 
         return record
 
     def save_epoch(epoch: int, record: dict) -> None:
+        if setup.epoch_log is not None:
+            record.update(setup.epoch_log())
         history.append(record)
         io.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "epoch": epoch + 1, "history": history, "best": best}, ckpt)
 
     t0 = time.perf_counter()
-    fit(training_module(model, config), loader, step, loss_fn, schedule, epochs=config.epochs, start_epoch=start_epoch,
+    fit(training_module(model, config), setup.loader, setup.step, setup.loss_fn, setup.schedule,
+        epochs=config.epochs, start_epoch=start_epoch,
         evaluate=evaluate_epoch, eval_every=config.eval_every, on_epoch_end=save_epoch, progress=progress,
         desc=path.name)
     metrics = _describe(config, data, groups)
@@ -216,7 +258,9 @@ def _train(config: RunConfig, path: Path, device: torch.device, data_dir: str | 
 
     io.save_checkpoint({"model": model.state_dict(), **{f"{s}_model": b["model"] for s, b in best.items()}},
                        path / "model.pt")
-    hist = pd.DataFrame(history)
+    hist = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
+    lists = {k for r in history for k, v in r.items() if isinstance(v, list)}
+    metrics.update({k: [x for r in history for x in r.get(k, [])] for k in lists})  # e.g. MaxNorm clip fractions
     io.write_text(path / "history.csv", hist.to_csv(index=False))
     io.write_json(path / "metrics.json", metrics)  # written last: its presence marks a finished run
     ckpt.unlink(missing_ok=True)
@@ -243,7 +287,7 @@ def _final_results(model: nn.Module, best: dict, config: RunConfig, data: LongTa
 
 def _describe(config: RunConfig, data: LongTailData, groups) -> dict:
     return {
-        "run": config.run_name, "dataset": config.dataset, "imbalance_factor": config.imbalance_factor,
+        "run": config.run_name, "dataset": config.data_config.dataset, "imbalance_factor": config.imbalance_factor,
         "epochs": config.epochs, "seed": config.seed, "tta": config.tta,
         "class_names": list(data.classes), "class_counts": data.class_counts.tolist(),
         "group_scheme": groups.scheme, "groups": groups.as_dict(), "data": data.info,

@@ -2,7 +2,7 @@
 
 Contract: ``sampler.epoch_indices(generator)`` is called once per epoch with a generator that is
 seeded from (seed, epoch), and returns a 1-D int64 tensor of positions into the training set on the
-sampler's device. Class-balanced, square-root and minority-weighted samplers arrive with notebooks 02 and 05.
+sampler's device, as many as the training set has images.
 """
 from __future__ import annotations
 
@@ -28,8 +28,29 @@ class InstanceSampler:
         return torch.randperm(self.num_samples, generator=generator, device=self.device)
 
 
+class ClassPowerSampler:
+    """Draws N images with replacement, each with probability proportional to ``n_c ** -alpha`` for its class c.
+
+    A class is then drawn with probability proportional to ``n_c ** (1 - alpha)``: ``alpha = 1`` gives
+    class-balanced sampling (every class equally often), ``alpha = 0.5`` square-root sampling, and
+    ``alpha = 0`` the instance distribution. One ``torch.multinomial`` on the device per epoch.
+    """
+
+    def __init__(self, labels: torch.Tensor, alpha: float) -> None:
+        counts = torch.bincount(labels).double()
+        self.weights = counts[labels].pow(-alpha).float()
+        self.num_samples = len(labels)
+
+    def epoch_indices(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+
+
 SAMPLERS: Registry = Registry("sampler")
 SAMPLERS.add("instance", InstanceSampler, "instance-balanced: each image once per epoch, shuffled")
+SAMPLERS.add("class_balanced", lambda labels: ClassPowerSampler(labels, 1.0),
+             "class-balanced: classes equally often, images drawn with replacement (cRT)")
+SAMPLERS.add("sqrt", lambda labels: ClassPowerSampler(labels, 0.5),
+             "square-root: class c drawn with probability proportional to sqrt(n_c), with replacement")
 
 
 def build_sampler(name: str, labels: torch.Tensor) -> Sampler:

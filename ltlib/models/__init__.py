@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..registry import Registry
-from .heads import NormedLinear, build_classifier, classifier_weight
+from .heads import NormedLinear, build_classifier, classifier_weight, reset_classifier
 from .resnet34_wb import ResNet34WB
 from .resnet_cifar import ResNetCifar
 
@@ -27,4 +27,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["MODELS", "NormedLinear", "ResNet34WB", "ResNetCifar", "build_classifier", "build_model",
-           "classifier_weight", "count_parameters"]
+           "classifier_weight", "count_parameters", "reset_classifier"]

@@ -18,6 +18,9 @@ class NormedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         self.weight.data.uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -34,6 +37,13 @@ def build_classifier(kind: str, in_features: int, num_classes: int) -> nn.Module
     if kind == "normed":
         return NormedLinear(in_features, num_classes)
     raise ConfigError(f"unknown classifier {kind!r}: use 'linear' or 'normed'")
+
+
+def reset_classifier(classifier: nn.Module) -> None:
+    """Re-initialise a head as the models initialise it (Kaiming normal rows for a linear head, as in LDAM-DRW)."""
+    classifier.reset_parameters()
+    if isinstance(classifier, nn.Linear):
+        nn.init.kaiming_normal_(classifier.weight)
 
 
 def classifier_weight(classifier: nn.Module) -> torch.Tensor:

@@ -1,0 +1,334 @@
+"""Stage 2: retrain only the classifier of a stage-1 model (notebook 02).
+
+Weight balancing's second stage (algorithms.md §2.3-2.6) and cRT as one config away from each other:
+
+* the backbone is frozen; the classifier (weight and bias) trains with the same loop as stage 1;
+* the loss is weight balancing's class-balanced BCE (``cb_bce``) or plain CE;
+* weight decay, and MaxNorm by projected gradient descent: after a step, every classifier row whose
+  norm exceeds ``delta = min + thresh * (max - min)`` of the *starting* row norms is scaled back to
+  ``delta``; the bias is never constrained. Per iteration (the paper; default) or per epoch (the
+  released demo); the fraction of rows clipped is logged at each projection;
+* BatchNorm in the frozen backbone either keeps updating its running statistics (``bn="train"``, what
+  the demo does) or stays frozen (``bn="frozen"``).
+
+Post-hoc L2 / tau-normalisation of the classifier rows (bias untouched) and a tau sweep are here too.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import LABEL_FIELDS, RunConfig, _check_type
+from .data.datasets import DATASETS, LongTailData
+from .data.longtail import class_groups
+from .data.samplers import SAMPLERS
+from .errors import ConfigError
+from .evaluate import accuracy_from_logits, predict_logits
+from .experiment import Run, Setup, run, train_loader
+from .losses import LOSSES, build_loss
+from .models import classifier_weight, reset_classifier
+from .optim.schedules import SCHEDULES, build_schedule
+from .optim.step import SGDStep, StepResult, autocast_for, build_sgd
+from .registry import Registry
+
+# The stage-1 settings a stage-2 run evaluates and executes with (it has no say in them).
+_FROM_STAGE1 = ("seed", "precision", "channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn",
+                "tta", "select_on_test", "group_scheme", "crop_padding", "flip", "drop_last", "profile")
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Classifier retraining on top of the stage-1 run ``stage1``. Build it with :func:`make_stage2`."""
+
+    stage1: RunConfig
+    name: str = "stage2"
+    loss: str = "cb_bce"
+    cb_beta: float = 0.9999                 # effective-number beta of the cb_bce loss
+    sampler: str = "instance"
+    reinit_classifier: bool = False         # cRT re-initialises the classifier before retraining it
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.1
+    schedule: str = "cosine_epoch_start"
+    maxnorm_thresh: float | None = 0.1      # None: no MaxNorm
+    maxnorm_every: str = "iteration"        # "iteration" (the paper) or "epoch" (the released demo)
+    bn: str = "train"                       # "train": running statistics keep updating (the demo); "frozen"
+    eval_every: int = 1
+    dataset: str | None = None              # None: stage 1's data set
+    recipe: str = "custom"                  # label, not hashed
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stage1, RunConfig):
+            raise ConfigError(f"Stage2Config.stage1 must be a RunConfig, got {type(self.stage1).__name__}")
+        hints = typing.get_type_hints(Stage2Config)
+        for f in dataclasses.fields(self):
+            if f.name != "stage1":
+                try:
+                    _check_type(f.name, getattr(self, f.name), hints[f.name])
+                except ConfigError as err:
+                    raise ConfigError(str(err).replace("RunConfig.", "Stage2Config.")) from None
+        for name, registry in (("loss", LOSSES), ("sampler", SAMPLERS), ("schedule", SCHEDULES)):
+            try:
+                registry.get(getattr(self, name))
+            except ConfigError as err:
+                raise ConfigError(f"Stage2Config.{name}: {err}") from None
+        if self.maxnorm_thresh is not None and not 0 <= self.maxnorm_thresh <= 1:
+            raise ConfigError(f"Stage2Config.maxnorm_thresh: the relative MaxNorm threshold must be in [0, 1] "
+                              f"(0 = the smallest starting row norm, 1 = the largest), got {self.maxnorm_thresh}")
+        choices = {"maxnorm_every": ("iteration", "epoch"), "bn": ("train", "frozen")}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"Stage2Config.{name}: {getattr(self, name)!r} is not one of {valid}")
+        for name in ("epochs", "batch_size", "lr", "eval_every"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"Stage2Config.{name}: must be a positive number, got {getattr(self, name)!r}")
+        if not 0 <= self.momentum < 1 or not self.weight_decay >= 0 or not 0 <= self.cb_beta < 1:
+            raise ConfigError("Stage2Config: momentum and cb_beta must be in [0, 1) and weight_decay >= 0")
+        if self.dataset is not None:
+            mine, theirs = DATASETS.get(self.dataset), DATASETS.get(self.stage1.dataset)
+            if (mine.num_classes, mine.image_shape) != (theirs.num_classes, theirs.image_shape):
+                raise ConfigError(
+                    f"stage 2 asks for {self.dataset} ({mine.num_classes} classes, images {mine.image_shape}), but "
+                    f"its stage-1 run trained on {self.stage1.dataset} ({theirs.num_classes} classes, images "
+                    f"{theirs.image_shape}): the classifier cannot be retrained across them. Use a stage-1 config "
+                    f"on {self.dataset}."
+                )
+
+    def __getattr__(self, name: str):
+        if name in _FROM_STAGE1:
+            return getattr(self.stage1, name)
+        raise AttributeError(name)
+
+    # --- what the shared run machinery asks of a config
+    @property
+    def data_config(self) -> RunConfig:
+        return self.stage1 if self.dataset is None else self.stage1.replace(dataset=self.dataset)
+
+    @property
+    def model_config(self) -> RunConfig:
+        return self.stage1
+
+    @property
+    def imbalance_factor(self) -> float:
+        return self.stage1.imbalance_factor
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}-{self.hash()}"
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["stage1"] = self.stage1.to_dict()
+        return d
+
+    def hash(self) -> str:
+        payload = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS + ("stage1",)}
+        payload["stage1"] = self.stage1.hash()
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+    def replace(self, **changes) -> "Stage2Config":
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown Stage2Config field(s) {unknown}. Valid fields: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+    def with_seed(self, seed: int) -> "Stage2Config":
+        return self.replace(stage1=self.stage1.replace(seed=seed))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Stage2Config":
+        values = dict(values)
+        return cls(stage1=RunConfig.from_dict(values.pop("stage1")), **values)
+
+
+STAGE2_RECIPES: Registry[dict] = Registry("stage-2 recipe")
+STAGE2_RECIPES.add("wb", dict(loss="cb_bce", cb_beta=0.9999, sampler="instance", lr=0.01, weight_decay=0.1,
+                              schedule="cosine_epoch_start", maxnorm_thresh=0.1, epochs=10),
+                   "weight balancing demo 2: CB-BCE (beta 0.9999) + WD 0.1 + MaxNorm (thresh 0.1), 10 epochs")
+STAGE2_RECIPES.add("crt", dict(loss="ce", sampler="class_balanced", reinit_classifier=True, lr=0.01,
+                               weight_decay=5e-4, schedule="cosine_epoch_start", maxnorm_thresh=None, epochs=10),
+                   "cRT (Kang et al.): re-initialised classifier, CE, class-balanced sampling, 10 epochs")
+
+
+def make_stage2(stage1: RunConfig, recipe: str = "wb", **overrides) -> Stage2Config:
+    """A stage-2 config on ``stage1`` at its profile's scale: the demo's batch 64 at paper scale, the
+    stage-1 batch otherwise; 2 epochs in the smoke profile; evaluation every epoch except at quick scale."""
+    values = dict(STAGE2_RECIPES.get(recipe))
+    values.update(batch_size=64 if stage1.profile == "paper" else stage1.batch_size,
+                  eval_every=5 if stage1.profile == "quick" else 1, recipe=recipe, name=f"stage2-{recipe}")
+    if stage1.profile == "smoke":
+        values["epochs"] = 2
+    known = {f.name for f in dataclasses.fields(Stage2Config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown Stage2Config field(s) {unknown}. Valid fields: {', '.join(sorted(known))}")
+    values.update(overrides)
+    return Stage2Config(stage1=stage1, **values)
+
+
+# --------------------------------------------------------------------------- MaxNorm
+
+class MaxNorm:
+    """Projection onto ``{w : ||w_c|| <= delta for every row c}``, delta relative to the starting rows.
+
+    ``delta = min_c r_c + thresh * (max_c r_c - min_c r_c)`` over the row norms r of ``weight`` at
+    construction. Rows at or below delta are left bit-identical; larger rows are rescaled to delta.
+    """
+
+    def __init__(self, weight: torch.Tensor, thresh: float) -> None:
+        if not 0 <= thresh <= 1:
+            raise ConfigError(f"MaxNorm thresh must be in [0, 1], got {thresh}")
+        norms = weight.detach().float().norm(dim=1)
+        self.delta = float(norms.min() + thresh * (norms.max() - norms.min()))
+
+    @torch.no_grad()
+    def project(self, weight: torch.Tensor) -> torch.Tensor:
+        """Project ``weight`` (rows = classes) in place; return the fraction of rows clipped (0-d tensor)."""
+        norms = weight.norm(dim=1, keepdim=True)
+        clipped = norms > self.delta
+        weight.mul_(torch.where(clipped, self.delta / norms, torch.ones_like(norms)))
+        return clipped.float().mean()
+
+
+# --------------------------------------------------------------------------- the stage-2 step
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers to eval mode: they normalise with, and no longer update, their running statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class Stage2Step:
+    """A step strategy around another: frozen BN before it, the MaxNorm projection after it.
+
+    ``every`` is the number of steps between projections: 1 (per iteration) or the steps per epoch
+    (once per epoch, after the epoch's last step, as the demo does). Clip fractions stay on the device
+    until :meth:`epoch_log` reads them once per epoch.
+    """
+
+    def __init__(self, inner, weight: torch.Tensor, maxnorm: MaxNorm | None, every: int, freeze_bn: bool) -> None:
+        self.inner, self.weight, self.maxnorm = inner, weight, maxnorm
+        self.every, self.freeze_bn = every, freeze_bn
+        self.count = 0
+        self._fractions: list[torch.Tensor] = []
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.inner.optimizer
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn) -> StepResult:
+        if self.freeze_bn:
+            freeze_batchnorm(model)
+        out = self.inner(model, images, labels, loss_fn)
+        self.count += 1
+        if self.maxnorm is not None and self.count % self.every == 0:
+            self._fractions.append(self.maxnorm.project(self.weight))
+        return out
+
+    def epoch_log(self) -> dict:
+        if self.maxnorm is None:
+            return {}
+        fractions = torch.stack(self._fractions).tolist() if self._fractions else []
+        self._fractions = []
+        return {"maxnorm_delta": self.maxnorm.delta, "clip_fraction_mean": float(np.mean(fractions)) if fractions else 0.0,
+                "clip_fractions": fractions}
+
+
+def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device, exp_dir=None,
+                 progress: bool = True) -> Setup:
+    """Load (or train) the stage-1 run, freeze its backbone and set up classifier-only training."""
+    first = run(config.stage1, exp_dir=exp_dir, device=device, progress=progress)
+    classes = classifier_weight(first.model.classifier).shape[0]
+    if classes != data.num_classes:
+        raise ConfigError(f"stage-1 run {first.path.name} classifies {classes} classes, but stage 2 trains on "
+                          f"{data.name} with {data.num_classes}")
+    model = copy.deepcopy(first.model).to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if config.reinit_classifier:
+        torch.manual_seed(config.seed)
+        reset_classifier(model.classifier)
+    for p in model.classifier.parameters():
+        p.requires_grad_(True)
+    optimizer = build_sgd(model.classifier, config.lr, config.momentum, config.weight_decay,
+                          impl=config.optimizer_impl)
+    loss_kw = {"beta": config.cb_beta} if config.loss == "cb_bce" else {}
+    loader = train_loader(config.stage1, data, config.sampler, config.batch_size, device)
+    weight = classifier_weight(model.classifier)
+    maxnorm = MaxNorm(weight, config.maxnorm_thresh) if config.maxnorm_thresh is not None else None
+    every = 1 if config.maxnorm_every == "iteration" else len(loader)
+    step = Stage2Step(SGDStep(optimizer, autocast_for(config.precision, device)), weight, maxnorm, every,
+                      config.bn == "frozen")
+    return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist(), **loss_kw),
+                 build_schedule(config.schedule, config.lr, config.epochs), loader, epoch_log=step.epoch_log)
+
+
+# --------------------------------------------------------------------------- post-hoc normalisation
+
+def _check_tau(tau: object) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, Real) or not np.isfinite(tau) or tau < 0:
+        raise ConfigError(f"tau must be a number >= 0 (0 = unchanged, 1 = L2-normalised rows), got {tau!r}")
+    return float(tau)
+
+
+def tau_normalized_weight(weight: torch.Tensor, tau: float) -> torch.Tensor:
+    """Rows divided by their norm to the power tau: tau = 1 is L2 normalisation, tau = 0 the identity."""
+    tau = _check_tau(tau)
+    return weight / weight.norm(dim=1, keepdim=True).pow(tau)
+
+
+def tau_normalize(model: nn.Module, tau: float) -> nn.Module:
+    """A copy of ``model`` whose linear classifier rows are tau-normalised; the bias is left as it is."""
+    if not isinstance(model.classifier, nn.Linear):
+        raise ConfigError("tau-normalisation needs a linear classifier (NormedLinear rows are normalised already)")
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        out.classifier.weight.copy_(tau_normalized_weight(model.classifier.weight, tau))
+    return out
+
+
+def tau_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.1), 2), *,
+              device: torch.device | str | None = None) -> pd.DataFrame:
+    """Overall / many / medium / few on val and test for each tau, from features extracted once."""
+    taus = [_check_tau(t) for t in taus]
+    cfg = run_.config
+    model = run_.model
+    if not isinstance(model.classifier, nn.Linear):
+        raise ConfigError("tau-normalisation needs a linear classifier")
+    kw = dict(mean=data.mean, std=data.std, batch_size=cfg.eval_batch_size, precision=cfg.precision,
+              channels_last=cfg.channels_last, fold_bn=cfg.fold_bn, device=device, output="features")
+    groups = class_groups(data.class_counts, cfg.group_scheme)
+    splits = {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
+    feats = {name: predict_logits(model, split.images, **kw) for name, split in splits.items()}
+    weight, bias = model.classifier.weight.detach().float(), model.classifier.bias.detach().float()
+    rows = []
+    for tau in taus:
+        w = tau_normalized_weight(weight.to(next(iter(feats.values())).device), tau)
+        for name, split in splits.items():
+            res = accuracy_from_logits(F.linear(feats[name], w, bias.to(w.device)), split.labels, data.num_classes)
+            rows.append({"tau": tau, "split": name, **{k: v for k, v in res.summary(groups).items()
+                                                       if k != "per_class"}, "per_class": res.per_class.tolist()})
+    return pd.DataFrame(rows)
+
+
+def best_tau(sweep: pd.DataFrame, split: str = "val") -> float:
+    """The tau with the best overall accuracy on ``split`` (the smallest such tau on a tie)."""
+    part = sweep[sweep["split"] == split]
+    if part.empty:
+        raise ValueError(f"the sweep has no {split!r} split; choose tau on 'val' (needs a validation split)")
+    return float(part.sort_values(["overall", "tau"], ascending=[False, True]).iloc[0]["tau"])
