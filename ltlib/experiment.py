@@ -222,20 +222,24 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
     io.write_json(path / "config.json", config.to_dict())
     io.write_json(path / "environment.json", env)
 
+    last_eval: dict = {}
+
     def evaluate_epoch(_: nn.Module, epoch: int) -> dict:
         # the plain model, never a compiled wrapper: its state dict is what gets saved
         results = {"test": evaluate(model, data.test, **eval_kw)}
         if data.val is not None:
             results["val"] = evaluate(model, data.val, **eval_kw)
+        summaries = {split: res.summary(groups) for split, res in results.items()}
+        last_eval.update(epoch=epoch + 1, summaries=summaries)  # reused by the final results (no TTA)
         for selection, split in (("best_val", "val"), ("best_test", "test")):
             if split not in results or (selection == "best_test" and not config.select_on_test):
                 continue
             if selection not in best or results[split].overall > best[selection]["score"]:
                 best[selection] = {"epoch": epoch + 1, "score": results[split].overall,
-                                   "model": copy.deepcopy(model.state_dict())}
+                                   "model": copy.deepcopy(model.state_dict()), "summaries": summaries}
         record = {}
-        for split, res in results.items():
-            record.update({f"{split}_{k}": v for k, v in res.summary(groups).items() if k != "per_class"})
+        for split, summary in summaries.items():
+            record.update({f"{split}_{k}": v for k, v in summary.items() if k != "per_class"})
         return record
 
     def save_epoch(epoch: int, record: dict) -> None:
@@ -251,7 +255,7 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
         evaluate=evaluate_epoch, eval_every=config.eval_every, on_epoch_end=save_epoch, progress=progress,
         desc=path.name)
     metrics = _describe(config, data, groups)
-    metrics.update(_final_results(model, best, config, data, groups, eval_kw))
+    metrics.update(_final_results(model, best, last_eval, config, data, groups, eval_kw))
     metrics["resumed_from_epoch"] = start_epoch
     metrics["train_time_s"] = sum(r["train_time_s"] for r in history)
     metrics["wall_time_s"] = time.perf_counter() - t0
@@ -267,19 +271,25 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
     return Run(config, path, metrics, hist, env, model)
 
 
-def _final_results(model: nn.Module, best: dict, config: RunConfig, data: LongTailData, groups,
+def _final_results(model: nn.Module, best: dict, last_eval: dict, config, data: LongTailData, groups,
                    eval_kw: dict) -> dict:
-    """Test (and val) numbers of the last model and of each selected epoch; flip TTA if the config asks."""
-    states = {"last": (config.epochs, model.state_dict())}
-    states.update({sel: (b["epoch"], b["model"]) for sel, b in best.items()})
+    """Test (and val) numbers of the last model and of each selected epoch; flip TTA if the config asks.
+
+    Without TTA the numbers are the ones computed when that epoch was evaluated (the same weights and a
+    deterministic evaluation give the same result), so nothing is evaluated twice.
+    """
+    states = {"last": (config.epochs, model.state_dict(),
+                       last_eval.get("summaries") if last_eval.get("epoch") == config.epochs else None)}
+    states.update({sel: (b["epoch"], b["model"], b.get("summaries")) for sel, b in best.items()})
     scratch = copy.deepcopy(model)
     out = {}
-    for selection, (epoch, weights) in states.items():
-        scratch.load_state_dict(weights)
-        entry = {"epoch": epoch, "test": evaluate(scratch, data.test, tta=config.tta, **eval_kw).summary(groups)}
-        if data.val is not None:
-            entry["val"] = evaluate(scratch, data.val, tta=config.tta, **eval_kw).summary(groups)
-        out[selection] = entry
+    for selection, (epoch, weights, summaries) in states.items():
+        if summaries is None or config.tta:
+            scratch.load_state_dict(weights)
+            splits = {"test": data.test} if data.val is None else {"test": data.test, "val": data.val}
+            summaries = {name: evaluate(scratch, split, tta=config.tta, **eval_kw).summary(groups)
+                         for name, split in splits.items()}
+        out[selection] = {"epoch": epoch, **summaries}
     out["selections"] = list(states)
     out["classifier_norms"] = classifier_weight(model.classifier).detach().float().norm(dim=1).cpu().tolist()
     return out

@@ -65,10 +65,10 @@ def plot_accuracy_vs_frequency(runs_by_label: Mapping[str, Sequence[Run]], selec
     return fig
 
 
-def plot_classifier_norms(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figure:
+def plot_classifier_norms(runs_by_label: Mapping[str, Sequence]) -> plt.Figure:
     """The L2 norm of each class's classifier weight row (mean ± std over seeds), head to tail."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    first = next(iter(runs_by_label.values()))[0]
+    first = next(r for rs in runs_by_label.values() for r in rs if isinstance(r, Run))
     x = np.arange(len(first.metrics["class_counts"]))
     width = 0.8 / len(runs_by_label)
     for i, (label, runs) in enumerate(runs_by_label.items()):
@@ -78,7 +78,46 @@ def plot_classifier_norms(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Fig
     names = [f"{_short(n)}\n{c}" for n, c in zip(first.metrics["class_names"], first.metrics["class_counts"])]
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("‖w_c‖ (classifier row norm)")
-    ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs])), fontsize=9)
+    ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs if isinstance(r, Run)])), fontsize=9)
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_tau_sweep(sweeps: Sequence, chosen: Sequence[float] = (), reference_tau: float | None = 1.9,
+                   title: str = "") -> plt.Figure:
+    """Test overall / many / medium / few against tau, mean over seeds (shaded: min..max), with the
+    tau chosen on validation for each seed marked."""
+    import pandas as pd
+    data = pd.concat([s[s["split"] == "test"] for s in sweeps])
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for metric, color in (("overall", "black"), *GROUP_COLORS.items()):
+        stats = data.groupby("tau")[metric].agg(["mean", "min", "max"])
+        ax.plot(stats.index, stats["mean"], color=color, label=metric, lw=2 if metric == "overall" else 1.5)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.12)
+    for i, tau in enumerate(chosen):
+        ax.axvline(tau, color="grey", ls=":", lw=1, label="tau chosen on validation" if i == 0 else None)
+    if reference_tau is not None:
+        ax.axvline(reference_tau, color="grey", ls="--", lw=1, label=f"tau = {reference_tau} (the demo's)")
+    ax.set_xlabel("tau (rows divided by ‖w_c‖^tau; 0 = as trained, 1 = L2-normalised)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 101)
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.legend(frameon=False, fontsize=8, ncol=2, loc="lower left")
+    return fig
+
+
+def plot_clip_fractions(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figure:
+    """The fraction of classifier rows MaxNorm clipped at each projection, per run."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, (label, runs) in enumerate(runs_by_label.items()):
+        for j, r in enumerate(runs):
+            fractions = r.metrics.get("clip_fractions", [])
+            steps = np.linspace(0, r.config.epochs, len(fractions) + 1)[1:]  # projection time in epochs
+            ax.plot(steps, fractions, color=f"C{i}", marker="o" if len(fractions) <= 30 else None, ms=3, alpha=0.8,
+                    label=label if j == 0 else None)
+    ax.set_xlabel("epoch of stage 2")
+    ax.set_ylabel("fraction of rows clipped")
+    ax.set_ylim(-0.02, 1.02)
     ax.legend(frameon=False)
     return fig
 

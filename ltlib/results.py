@@ -17,12 +17,15 @@ from .experiment import Run
 METRICS = ("overall", "many", "medium", "few")
 
 
-def runs_table(runs: Sequence[Run], selection: str = "last") -> pd.DataFrame:
+Result = Run | dict  # a run, or a row dict with "seed", "overall", "many", "medium", "few" (e.g. a tau sweep's)
+
+
+def runs_table(runs: Sequence[Result], selection: str = "last") -> pd.DataFrame:
     """One row per run: name, seed and overall / many / medium / few test accuracy (%)."""
-    return pd.DataFrame([r.row(selection) for r in runs])
+    return pd.DataFrame([r.row(selection) if isinstance(r, Run) else r for r in runs])
 
 
-def summarize(runs_by_label: Mapping[str, Sequence[Run]], selection: str = "last") -> pd.DataFrame:
+def summarize(runs_by_label: Mapping[str, Sequence[Result]], selection: str = "last") -> pd.DataFrame:
     """Mean ± sample std over seeds for each label, as numbers and as "mean ± std" text."""
     rows = []
     for label, runs in runs_by_label.items():
@@ -50,7 +53,7 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[["seeds"] + [f"{m} (%)" for m in METRICS]]
 
 
-def paired_differences(runs_a: Sequence[Run], runs_b: Sequence[Run], selection: str = "last") -> pd.DataFrame:
+def paired_differences(runs_a: Sequence[Result], runs_b: Sequence[Result], selection: str = "last") -> pd.DataFrame:
     """b − a per seed (percentage points) for each metric, and whether the sign holds in every seed."""
     a = runs_table(runs_a, selection).set_index("seed")
     b = runs_table(runs_b, selection).set_index("seed")
@@ -64,11 +67,13 @@ def paired_differences(runs_a: Sequence[Run], runs_b: Sequence[Run], selection: 
     return diff
 
 
-def per_class(runs: Sequence[Run], key: str = "per_class", selection: str = "last") -> np.ndarray:
+def per_class(runs: Sequence[Result], key: str = "per_class", selection: str = "last") -> np.ndarray:
     """Per-class values over seeds (``seeds x classes``): test accuracy, or ``key="classifier_norms"``."""
-    if key == "classifier_norms":
-        return np.array([r.metrics["classifier_norms"] for r in runs])
-    return np.array([r.result(selection)[key] for r in runs])
+    def values(r):
+        if not isinstance(r, Run):
+            return r[key]
+        return r.metrics["classifier_norms"] if key == "classifier_norms" else r.result(selection)[key]
+    return np.array([values(r) for r in runs])
 
 
 def caption(runs: Sequence[Run]) -> str:

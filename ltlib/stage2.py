@@ -326,6 +326,18 @@ def tau_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.
     return pd.DataFrame(rows)
 
 
+def tau_result(run_: Run, sweep: pd.DataFrame, tau: float) -> dict:
+    """One tau of a sweep as a result row (test split), like a run's: seed, groups, per-class accuracy and
+    the classifier norms after normalisation (``||w_c|| ** (1 - tau)``)."""
+    row = sweep[(sweep["split"] == "test") & np.isclose(sweep["tau"], tau)]
+    if row.empty:
+        raise ValueError(f"tau {tau} is not in the sweep")
+    r = row.iloc[0]
+    norms = np.asarray(run_.metrics["classifier_norms"]) ** (1 - tau)
+    return {"name": f"tau={tau:g}", "seed": run_.config.seed, "tau": tau, "overall": r["overall"], "many": r["many"],
+            "medium": r["medium"], "few": r["few"], "per_class": r["per_class"], "classifier_norms": norms.tolist()}
+
+
 def best_tau(sweep: pd.DataFrame, split: str = "val") -> float:
     """The tau with the best overall accuracy on ``split`` (the smallest such tau on a tie)."""
     part = sweep[sweep["split"] == split]

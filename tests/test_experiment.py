@@ -153,3 +153,19 @@ def test_killed_run_resumes_to_the_same_result(fake_fmnist, exp_dir, tmp_path):
     assert resumed.history["loss"].tolist() == whole.history["loss"].tolist()
     for p, q in zip(resumed.model.state_dict().values(), whole.model.state_dict().values()):
         assert torch.equal(p, q)
+
+
+def test_final_numbers_equal_a_fresh_evaluation(fake_fmnist, exp_dir):
+    """The final metrics reuse the last epoch's evaluation; it must be what evaluating the saved model gives."""
+    from ltlib.evaluate import evaluate
+    from ltlib.experiment import load_data
+
+    r = run(_config(epochs=3, eval_every=2), progress=False)
+    data = load_data(r.config)
+    groups = data.groups(r.config.group_scheme)
+    kw = dict(mean=data.mean, std=data.std, precision=r.config.precision, channels_last=r.config.channels_last)
+    assert r.metrics["last"]["test"] == evaluate(r.model, data.test, **kw).summary(groups)
+    assert r.metrics["last"]["val"] == evaluate(r.model, data.val, **kw).summary(groups)
+    best = load_run(r.path).model
+    best.load_state_dict(torch.load(r.path / "model.pt", weights_only=True)["best_val_model"])
+    assert r.metrics["best_val"]["test"] == evaluate(best, data.test, **kw).summary(groups)
