@@ -2,6 +2,7 @@
 
 Runs through ltlib (cached in exp/), then writes pilot_wd.csv beside this file:
     python exp/summaries/pilot_wd.py [recipe ...]
+Rows already in pilot_wd.csv are kept and not re-run (runs are bitwise reproducible; delete the CSV to redo them).
 Variants (the pilot began in bf16 autocast, before fp32 became the default; each names its precision):
 wb (lr 0.01, cosine stepped per epoch), ce (lr 0.1, warm-up + cosine), wb200 (wb at 200 epochs), all bf16; wb_fp32, ce_fp32, wb200_fp32: the same in
 fp32 (wb_fp32 is notebook 01's quick run; wb/wb_fp32 and ce/ce_fp32 pair bf16 against fp32 by seed).
@@ -27,11 +28,16 @@ SEEDS = (0, 1, 2)
 
 rows = []
 out = Path(__file__).with_name("pilot_wd.csv")
+done = set()
+if out.exists():
+    done = {(v, float(w), int(s)) for v, w, s in pd.read_csv(out)[["variant", "wd", "seed"]].itertuples(index=False)}
 for variant in sys.argv[1:] or ["wb"]:
     kw = dict(VARIANTS[variant])
     recipe = kw.pop("recipe")
     for seed in kw.pop("seeds", SEEDS):
         for wd in WDS:
+            if (variant, wd, seed) in done:
+                continue
             cfg = make_config("quick", recipe, name=f"01-{recipe}-wd{wd:g}", weight_decay=wd, seed=seed, **kw)
             r = run(cfg, progress=False)
             norms = r.metrics["classifier_norms"]
