@@ -35,9 +35,10 @@ test: install data
 tutorial: install data
 	@mkdir -p $(TUTORIAL_DIR)
 	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
-		echo "== $$nb ($(PROFILE), $(DATASET))"; \
+		echo "== $$nb ($(PROFILE), $(DATASET))"; t0=$$(date +%s); \
 		$(VENV)/bin/papermill "$$nb" "$(TUTORIAL_DIR)/$$(basename $$nb)" --cwd notebooks \
 			-p profile $(PROFILE) -p dataset $(DATASET) --progress-bar || exit 1; \
+		echo "== $$nb: $$(( $$(date +%s) - t0 )) s"; \
 	done; \
 	echo "Executed notebooks: $(TUTORIAL_DIR)/  figures: exp/figures/  runs: exp/$(DATASET)/"; \
 	echo "Wall time: $$(( $$(date +%s) - start )) s"

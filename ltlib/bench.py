@@ -28,7 +28,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -43,12 +42,17 @@ from .experiment import default_exp_dir
 from .losses import CrossEntropy
 from .models import build_model
 from .optim.schedules import build_schedule
-from .optim.step import STEPS, autocast_for, build_sgd
+from .optim.sam import SAMOptions
+from .optim.step import STEPS, autocast_for, build_sgd, build_step
 from .train import train_epoch
 
 MEAN, STD = (0.2860,) * 3, (0.3530,) * 3
 # Step strategies and mixing rules the benchmark times once they exist, and the issue that adds them.
-LATER_STEPS = {"sam": "issue 6", "imbsam": "issue 6", "ccsam": "issue 7"}
+LATER_STEPS = {"sam": "issue 6", "asam": "issue 6", "imbsam": "issue 6", "ccsam": "issue 7"}
+# Forward + backward passes of a step, in units of one plain step (a backward ~ 2 forwards in FLOPs):
+# SAM / ASAM 2F + 2B; ImbSAM 2F + 3B (the head and tail backwards share the first graph).
+STEP_PASSES = {"sgd": 1.0, "sam": 2.0, "sam_adaptive": 2.0, "asam": 2.0, "imbsam": 8 / 3}
+BENCH_TAIL = (7, 8, 9)  # ImbSAM's tail classes in the benchmark (its cost does not depend on which)
 LATER_MIXING = {"cmo": "issue 8"}
 
 
@@ -162,7 +166,8 @@ def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_si
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model = build_model("resnet32", 10, in_channels=shape[0], width=width).to(device=device, memory_format=fmt)
     optimizer = build_sgd(model, 0.1, 0.9, 5e-4, impl=config.optimizer_impl)
-    step = STEPS.get(step_name)(optimizer, autocast_for(config.precision, device))
+    step = build_step(step_name, optimizer, autocast_for(config.precision, device), model=model,
+                      options=SAMOptions(tail_classes=BENCH_TAIL))
     trained = torch.compile(model) if config.compile else model
     subset = ImageSet(data.images[: steps * batch_size], data.labels[: steps * batch_size], data.classes)
     loader = DeviceLoader(subset, batch_size=batch_size, mean=MEAN[: shape[0]], std=STD[: shape[0]],
@@ -171,9 +176,7 @@ def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_si
     schedule = build_schedule("cosine", 0.1, epochs=10_000)
     loss_fn = CrossEntropy()
     epoch = iter(range(10**9))
-    flops = 3 * model_flops(model, shape, device)
-    if step_name != "sgd":
-        flops *= 2  # two forward/backward passes per step
+    flops = 3 * model_flops(model, shape, device) * STEP_PASSES.get(step_name, 2.0)
 
     def run() -> None:
         train_epoch(trained, loader, step, loss_fn, schedule, next(epoch))
@@ -373,9 +376,10 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
                     batch_size, steps, dev, width / 2, config, baseline=ref.name),
     ]
     for name in LATER_STEPS:
-        if name in STEPS:
-            variants.append(ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size, steps, dev,
-                                        width, config, step_name=name, baseline=plain.name))
+        if name in STEPS:  # half the steps: a two-pass step costs about two plain ones (ratios are per image)
+            variants.append(ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size,
+                                        max(steps // 2, 1), dev, width, config, step_name=name,
+                                        baseline=plain.name))
     eval_model = build_model("resnet32", 10, in_channels=3, width=width).to(dev)
     ref_eval = reference_eval(eval_model, test32, dev)
     fast_eval = ltlib_eval(f"ltlib eval, 32x32x3, {config.precision} (same model)", eval_model, test32, dev, config,
@@ -416,7 +420,10 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         "ceiling_gflops_per_s": ceiling,
         "ceiling_share_percent": share,
         f"ceiling_share_percent_{other.precision}_switch": other_share,
-        "sam_step_ratio": next((r["ratio"] for r in rows if r["name"].startswith("ltlib sam")), None),
+        # each two-pass strategy's time per step relative to the plain SGD step (paired by repeat)
+        "step_cost_vs_sgd": {r["name"].split()[1]: 1 / r["ratio"] for r in rows
+                             if r["name"].startswith("ltlib ") and r["name"].split()[1] in STEPS and "ratio" in r
+                             and r.get("baseline") == plain.name},
         "wall_time_s": time.perf_counter() - t_start,
     }
     if progress:
@@ -425,6 +432,8 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
               f"{result['train_speedup_native_28x28x1']:.2f}x with native 28x28x1 input; "
               f"eval_speedup {result['eval_speedup']:.2f}x; ltlib at {share:.0f}% of the {config.precision} conv "
               f"ceiling ({ceiling:.0f} GFLOP/s); wall time {result['wall_time_s']:.0f} s")
+        if result["step_cost_vs_sgd"]:
+            print("step cost vs SGD: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["step_cost_vs_sgd"].items()))
     out = Path(out_dir) if out_dir else default_exp_dir() / "bench"
     path = out / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-tiny' if tiny else ''}.json"
     io.write_json(path, result)

@@ -3,7 +3,8 @@
 * A **recipe** is a paper's training choices (model, optimiser, schedule, subset selection) at
   paper scale, plus the values validated for the CPU ``quick`` scale.
 * A **profile** is the scale: ``paper`` (the published recipe, for a GPU), ``quick`` (the CPU tutorial
-  scale: the seven notebooks in about 30 minutes on 2 cores) and ``smoke`` (tests: seconds).
+  scale: minutes per run on 2 cores; the series aims at about 30 minutes, see below) and ``smoke`` (tests:
+  seconds).
 
 ``make_config(profile, recipe, dataset, **overrides)`` resolves them in that order.
 
@@ -18,7 +19,9 @@ Why the quick profile is what it is (2-core AMD EPYC, torch 2.14.1, fp32; ``pyth
   non-empty (5 / 3 / 2 classes); at 6,000 the few group is empty. 20 steps per epoch.
 * **30 epochs, test at 10 / 20 / 30.** One run takes 69-78 s (training about 62 s, evaluation of the
   10k test and 1k validation images about 2 s per pass), so notebook 01's six runs take about 7.5 min
-  and 20-25 such runs fit the series' 30 minutes.
+  and 20-25 such runs fit the series' 30 minutes. (On 2026-12-01 the same machine type ran 1.2x slower:
+  83-95 s per run.) The SAM family breaks that budget: a SAM run costs 2x, an ImbSAM run 2.7x, and
+  notebook 03's 21 runs take about an hour.
 * **It still shows what the notebooks teach.** The head / tail gap (many 81 %, few 38 %, Shirt 0 %),
   and weight decay's effect on the classifier norms and on the tail: with lr 0.1 the head / tail norm
   ratio goes from 1.3 to 2.2 and few-shot accuracy falls by 5-36 points in every seed.
@@ -44,6 +47,7 @@ from .errors import ConfigError
 from .losses import LOSSES
 from .models import MODELS
 from .optim.schedules import SCHEDULES
+from .optim.sam import BN_MODES, RESTORE_MODES, TAIL_DIVISORS
 from .optim.step import STEPS
 from .registry import Registry
 
@@ -52,8 +56,13 @@ LABEL_FIELDS = ("name", "profile", "recipe")
 # Execution switches: they change speed and floating-point rounding only (like the device or the thread
 # count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
 EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn")
+# Options of the SAM-family step strategies: hashed only when the run's step is not plain "sgd", so
+# adding them left every SGD run's hash (and cache folder) as it was.
+SAM_FIELDS = ("rho", "asam_eta", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", "bn_second_pass",
+              "sam_restore")
 _CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
-            "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop")}
+            "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
+            "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS}
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,14 @@ class RunConfig:
     loss: str = "ce"
     sampler: str = "instance"
     step: str = "sgd"
+    # SAM family (algorithms.md sections 4 and 6; see ltlib/optim/sam.py)
+    rho: float = 0.05                   # radius of the perturbation ball (SAM / ASAM / ImbSAM)
+    asam_eta: float = 0.01              # ASAM's T = |w| + eta
+    imbsam_eta: int = 20                # ImbSAM's tail: the classes with fewer than this many training images
+    imbsam_tail_factor: float = 2.0     # ImbSAM's x2 on the tail loss (official code; 1.0 = before 2023-09-15)
+    imbsam_divisor: str = "batch"       # ImbSAM's partial losses / the full batch ("batch") or / group size
+    bn_second_pass: str = "update"      # BN running stats in SAM's second pass: "update" again or "bypass"
+    sam_restore: str = "copy"           # back to w by an exact "copy" or by "subtract"ing epsilon
     # optimisation
     epochs: int = 200
     batch_size: int = 128
@@ -127,7 +144,8 @@ class RunConfig:
 
     def hash(self) -> str:
         """A stable 10-hex-digit hash of everything that changes the result."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS + EXECUTION_FIELDS}
+        skip = LABEL_FIELDS + EXECUTION_FIELDS + (SAM_FIELDS if self.step == "sgd" else ())
+        payload = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -192,6 +210,14 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(f"RunConfig.{name}: must be a positive number, got {value!r}")
     if not 0 <= cfg.momentum < 1:
         raise ConfigError(f"RunConfig.momentum: must be in [0, 1), got {cfg.momentum}")
+    if not cfg.rho >= 0 or not math.isfinite(cfg.rho):
+        raise ConfigError(f"RunConfig.rho: the SAM radius must be a finite number >= 0, got {cfg.rho!r}")
+    if not cfg.asam_eta >= 0:
+        raise ConfigError(f"RunConfig.asam_eta: must be >= 0, got {cfg.asam_eta!r}")
+    if not cfg.imbsam_tail_factor > 0:
+        raise ConfigError(f"RunConfig.imbsam_tail_factor: must be > 0, got {cfg.imbsam_tail_factor!r}")
+    if cfg.imbsam_eta < 0:
+        raise ConfigError(f"RunConfig.imbsam_eta: a class-count threshold, must be >= 0, got {cfg.imbsam_eta}")
     if not cfg.weight_decay >= 0:
         raise ConfigError(f"RunConfig.weight_decay: must be >= 0, got {cfg.weight_decay}")
     if not 0 < cfg.val_fraction < 1:
@@ -252,6 +278,15 @@ RECIPES.add("wb", Recipe(
     quick=dict(model="resnet32", width=0.5, epochs=30, batch_size=128, lr=0.01, weight_decay=5e-3,
                eval_every=10),
 ), "weight balancing stage 1: CE, SGD lr 0.01, cosine stepped before each epoch, WD 5e-3 on all parameters")
+RECIPES.add("imbsam", Recipe(
+    # ImbSAM scripts/train.py (algorithms.md §4.4): weight balancing's pipeline with WD 1e-3, batch 64,
+    # rho 0.05, eta 20; the optimiser (step) is the notebook's variable, so it is not fixed here
+    common=dict(loss="ce", momentum=0.9, subset="first", schedule="cosine_epoch_start", warmup_epochs=0,
+                weight_decay=1e-3, rho=0.05, imbsam_eta=20),
+    paper=dict(model="resnet34_wb", epochs=200, batch_size=64, lr=0.01, eval_every=1, tta=True, select_on_test=True),
+    # CPU scale: notebook 01's `wb` quick scale (batch 128 keeps 20 steps per epoch)
+    quick=dict(model="resnet32", width=0.5, epochs=30, batch_size=128, lr=0.01, eval_every=10),
+), "ImbSAM's stage 1: weight balancing's recipe with WD 1e-3, batch 64, 200 epochs; rho 0.05, eta 20")
 
 PROFILES: Registry[dict] = Registry("profile")
 PROFILES.add("paper", dict(val_split="none"), "the published recipe at full scale (meant for a GPU)")

@@ -30,7 +30,8 @@ from .evaluate import evaluate
 from .losses import build_loss
 from .models import build_model, classifier_weight
 from .optim.schedules import build_schedule
-from .optim.step import STEPS, autocast_for, build_sgd
+from .optim.sam import SAMOptions, tail_classes_from_counts
+from .optim.step import autocast_for, build_sgd, build_step
 from .train import fit
 
 
@@ -164,10 +165,19 @@ def build_stage1(config: RunConfig, data: LongTailData, device: torch.device, **
     model = new_model(config, data.num_classes, device)
     optimizer = build_sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov,
                           config.optimizer_impl)
-    step = STEPS.get(config.step)(optimizer, autocast_for(config.precision, device))
+    step = build_step(config.step, optimizer, autocast_for(config.precision, device), model=model,
+                      options=sam_options(config, data.class_counts.tolist()))
     return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist()),
                  build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
                  train_loader(config, data, config.sampler, config.batch_size, device))
+
+
+def sam_options(config: RunConfig, class_counts: list[int]) -> SAMOptions:
+    """The SAM-family options of ``config``; ImbSAM's tail set comes from the training counts."""
+    tail = tail_classes_from_counts(class_counts, config.imbsam_eta) if config.step == "imbsam" else ()
+    return SAMOptions(rho=config.rho, asam_eta=config.asam_eta, bn_second_pass=config.bn_second_pass,
+                      restore=config.sam_restore, tail_classes=tail, tail_factor=config.imbsam_tail_factor,
+                      tail_divisor=config.imbsam_divisor)
 
 
 def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,

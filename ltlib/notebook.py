@@ -12,6 +12,9 @@ _SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model"
           "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
           "crop_padding", "flip", "group_scheme", "tta")
 
+_SAM_SHOWN = {"sam": ("rho",), "sam_adaptive": ("rho",), "asam": ("rho", "asam_eta"),
+              "imbsam": ("rho", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor")}
+
 
 def resolve_profile(profile: str) -> str:
     """The notebook's ``profile`` parameter, unless ``LTLIB_PROFILE`` is set.
@@ -33,5 +36,6 @@ def setup(device: str = "auto") -> torch.device:
 
 def describe(config: RunConfig) -> str:
     """The settings that define a run, one line each, as the notebooks print them."""
-    lines = [f"{name:>16}: {getattr(config, name)}" for name in _SHOWN]
+    shown = _SHOWN + (_SAM_SHOWN.get(config.step, ()) + ("bn_second_pass", "sam_restore") if config.step != "sgd" else ())
+    lines = [f"{name:>18}: {getattr(config, name)}" for name in shown]
     return "\n".join([f"{config.profile} profile, {config.recipe} recipe", *lines])

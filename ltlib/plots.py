@@ -122,6 +122,57 @@ def plot_clip_fractions(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figur
     return fig
 
 
+def plot_group_accuracy(runs_by_label: Mapping[str, Sequence[Run]], selection: str = "last") -> plt.Figure:
+    """Many / medium / few test accuracy per method: bars at the mean over seeds, a dot per seed."""
+    from .results import runs_table
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    labels = list(runs_by_label)
+    x = np.arange(len(labels))
+    width = 0.8 / len(GROUP_COLORS)
+    for i, (group, color) in enumerate(GROUP_COLORS.items()):
+        offset = (i - 1) * width
+        for j, label in enumerate(labels):
+            values = runs_table(runs_by_label[label], selection)[group].to_numpy(dtype=float)
+            ax.bar(x[j] + offset, np.nanmean(values), width, color=color, alpha=0.75,
+                   label=group if j == 0 else None)
+            ax.scatter(np.full(len(values), x[j] + offset), values, color="black", s=10, zorder=3)
+    ax.set_xticks(x, labels, fontsize=9)
+    ax.set_ylabel("test accuracy of the group (%)")
+    ax.set_ylim(0, 101)
+    ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs]) + "; dots: seeds"), fontsize=9)
+    ax.legend(frameon=False, ncol=3, loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_sweep(runs_by_value: Mapping[float, Sequence[Run]], parameter: str = "rho",
+               baseline: Sequence[Run] | None = None, baseline_label: str = "SGD",
+               selection: str = "last") -> plt.Figure:
+    """Overall and group accuracy against a swept hyper-parameter (log x), mean over seeds with each
+    seed as a dot; ``baseline`` runs are drawn as horizontal lines."""
+    from .results import runs_table
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    values = sorted(runs_by_value)
+    for metric, color in (("overall", "black"), *GROUP_COLORS.items()):
+        tables = [runs_table(runs_by_value[v], selection)[metric].to_numpy(dtype=float) for v in values]
+        ax.plot(values, [t.mean() for t in tables], color=color, marker="o", label=metric,
+                lw=2 if metric == "overall" else 1.5)
+        for v, t in zip(values, tables):
+            ax.scatter(np.full(len(t), v), t, color=color, s=8, alpha=0.5)
+        if baseline:
+            ax.axhline(runs_table(baseline, selection)[metric].mean(), color=color, ls=":", lw=1)
+    if baseline:
+        ax.plot([], [], color="grey", ls=":", label=f"{baseline_label} (dotted)")
+    ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+    ax.set_xlabel(parameter)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 101)
+    ax.set_title(_wrap(caption([r for rs in runs_by_value.values() for r in rs])), fontsize=9)
+    ax.legend(frameon=False, fontsize=8, ncol=3, loc="lower left")
+    return fig
+
+
 def plot_history(runs_by_label: Mapping[str, Sequence[Run]], column: str = "loss") -> plt.Figure:
     """A history column (training loss by default) per epoch, one line per run."""
     fig, ax = plt.subplots(figsize=(6, 3.2))

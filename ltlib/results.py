@@ -67,6 +67,18 @@ def paired_differences(runs_a: Sequence[Result], runs_b: Sequence[Result], selec
     return diff
 
 
+def epoch_cost(runs_by_label: Mapping[str, Sequence[Run]], baseline: str) -> pd.DataFrame:
+    """Median training seconds per epoch of each method's runs, and its ratio to ``baseline``'s: the cost
+    of a step strategy as the notebook paid it (same data, batches and machine; not a benchmark)."""
+    rows = []
+    for label, runs in runs_by_label.items():
+        times = np.concatenate([r.history["train_time_s"].dropna().to_numpy(dtype=float) for r in runs])
+        rows.append({"method": label, "s per epoch (median)": float(np.median(times))})
+    table = pd.DataFrame(rows).set_index("method")
+    table["vs " + baseline] = table["s per epoch (median)"] / table.loc[baseline, "s per epoch (median)"]
+    return table.round(2)
+
+
 def per_class(runs: Sequence[Result], key: str = "per_class", selection: str = "last") -> np.ndarray:
     """Per-class values over seeds (``seeds x classes``): test accuracy, or ``key="classifier_norms"``."""
     def values(r):

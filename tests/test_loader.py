@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 

@@ -1,5 +1,4 @@
 """Stage 2 (weight balancing / cRT) and post-hoc normalisation: algorithms.md §2.9."""
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn

@@ -6,7 +6,6 @@ from functools import lru_cache
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 from ..registry import Registry

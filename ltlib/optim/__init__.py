@@ -1,6 +1,8 @@
-"""Optimisation: step strategies (the SAM family slots in here) and learning-rate schedules."""
+"""Optimisation: step strategies (plain SGD and the SAM family) and learning-rate schedules."""
+from .sam import SAMOptions, bn_stats_frozen, tail_classes_from_counts  # registers the SAM-family steps
 from .schedules import SCHEDULES, Cosine, CosineEpochStart, WarmupMultiStep, build_schedule
-from .step import STEPS, SGDStep, StepResult, StepStrategy, autocast_for, build_sgd, forward_loss
+from .step import STEPS, SGDStep, StepResult, StepStrategy, autocast_for, build_sgd, build_step, forward_loss
 
-__all__ = ["SCHEDULES", "STEPS", "Cosine", "CosineEpochStart", "SGDStep", "StepResult", "StepStrategy",
-           "WarmupMultiStep", "autocast_for", "build_schedule", "build_sgd", "forward_loss"]
+__all__ = ["SCHEDULES", "STEPS", "Cosine", "CosineEpochStart", "SAMOptions", "SGDStep", "StepResult", "StepStrategy",
+           "WarmupMultiStep", "autocast_for", "bn_stats_frozen", "build_schedule", "build_sgd", "build_step",
+           "forward_loss", "tail_classes_from_counts"]

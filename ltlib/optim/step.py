@@ -49,7 +49,7 @@ def forward_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, l
 class SGDStep:
     """One forward, one backward, one base-optimizer step (plain ERM)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, autocast: Autocast = nullcontext) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, autocast: Autocast = nullcontext, **_) -> None:
         self.optimizer = optimizer
         self.autocast = autocast
 
@@ -64,6 +64,12 @@ class SGDStep:
 
 STEPS: Registry = Registry("step strategy")
 STEPS.add("sgd", SGDStep, "plain step: one forward/backward, then the base optimizer")
+
+
+def build_step(name: str, optimizer: torch.optim.Optimizer, autocast: Autocast = nullcontext, *,
+               model: nn.Module | None = None, options=None) -> StepStrategy:
+    """The step strategy ``name`` over ``optimizer``; ``options`` (a SAMOptions) configures the SAM family."""
+    return STEPS.get(name)(optimizer, autocast, model=model, options=options)
 
 
 _SGD_IMPL = {"foreach": dict(foreach=True), "fused": dict(fused=True), "loop": dict(foreach=False)}
