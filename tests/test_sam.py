@@ -318,6 +318,8 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ConfigError, match="bn_second_pass"):
         make_config("smoke", "wb", step="sam", bn_second_pass="freeze")
     assert set(SAM_STEPS) <= set(STEPS.names())
+    with pytest.raises(ValueError, match="model"):
+        build_step("asam", build_sgd(_net(), 0.1))
 
 
 def test_sam_fields_change_the_hash_only_for_sam_steps():

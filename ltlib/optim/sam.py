@@ -104,9 +104,10 @@ class Perturbation:
         for group in optimizer.param_groups:
             group.setdefault("rho", options.rho)
         if scale == "asam":
-            if names is None:
-                raise ValueError("ASAM needs the parameter names (pass the model)")
-            self.adaptive_ids = {id(p) for g in optimizer.param_groups for p in g["params"] if "weight" in names.get(id(p), "")}
+            if not names:
+                raise ValueError("ASAM scales the tensors named 'weight': build the step with model=...")
+            self.adaptive_ids = {id(p) for g in optimizer.param_groups for p in g["params"]
+                                 if "weight" in names.get(id(p), "")}
         self._saved: list[torch.Tensor] = []
         self._eps: list[torch.Tensor] = []
         self._params: list[torch.Tensor] = []
