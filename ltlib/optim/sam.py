@@ -29,7 +29,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
-from .step import STEPS, Autocast, LossFn, StepResult, forward_loss
+from .step import STEPS, Autocast, LossFn, StepResult, forward_loss, forward_losses
 
 BN_MODES = ("update", "bypass")
 RESTORE_MODES = ("copy", "subtract")
@@ -244,17 +244,11 @@ class ImbSAMStep:
             return total / len(losses)
         return total / mask.sum().clamp(min=1)
 
-    def _losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor]:
-        with self.autocast():
-            logits = model(images)
-        return loss_fn(logits, labels), logits
-
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                  loss_fn: LossFn) -> StepResult:
         tail = self.tail_mask(labels)
         factor = self.options.tail_factor
-        losses, logits = self._losses(model, images, labels, loss_fn)
+        losses, logits = forward_losses(model, images, labels, loss_fn, self.autocast)
         head_loss = self._partial(losses, ~tail)
         tail_loss = factor * self._partial(losses, tail)
         self.optimizer.zero_grad(set_to_none=True)
@@ -267,7 +261,7 @@ class ImbSAMStep:
         self.perturbation.ascend()
         self.optimizer.zero_grad(set_to_none=True)
         with bn_stats_frozen(model, self.options.bn_second_pass == "bypass"):
-            perturbed, _ = self._losses(model, images, labels, loss_fn)
+            perturbed, _ = forward_losses(model, images, labels, loss_fn, self.autocast)
         (factor * self._partial(perturbed, tail)).backward()
         self.perturbation.restore()
         with torch.no_grad():

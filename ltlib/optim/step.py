@@ -38,12 +38,19 @@ def autocast_for(precision: str, device: torch.device) -> Autocast:
     return nullcontext
 
 
+def forward_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn,
+                   autocast: Autocast = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward under autocast; the per-sample losses (fp32) and the logits."""
+    with autocast():
+        logits = model(images)
+    return loss_fn(logits, labels), logits
+
+
 def forward_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn,
                  autocast: Autocast = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward under autocast; the loss is the mean of the per-sample losses, in fp32."""
-    with autocast():
-        logits = model(images)
-    return loss_fn(logits, labels).mean(), logits
+    losses, logits = forward_losses(model, images, labels, loss_fn, autocast)
+    return losses.mean(), logits
 
 
 class SGDStep:
