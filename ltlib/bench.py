@@ -375,11 +375,11 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         ltlib_train(f"ltlib train, 28x28x1, width 0.5, {config.precision} (quick profile)", train28, native,
                     batch_size, steps, dev, width / 2, config, baseline=ref.name),
     ]
-    for name in LATER_STEPS:
-        if name in STEPS:  # half the steps: a two-pass step costs about two plain ones (ratios are per image)
-            variants.append(ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size,
-                                        max(steps // 2, 1), dev, width, config, step_name=name,
-                                        baseline=plain.name))
+    # half the steps: a two-pass step costs about two plain ones (ratios are per image)
+    step_runs = {name: ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size, max(steps // 2, 1),
+                                   dev, width, config, step_name=name, baseline=plain.name)
+                 for name in LATER_STEPS if name in STEPS}
+    variants += step_runs.values()
     eval_model = build_model("resnet32", 10, in_channels=3, width=width).to(dev)
     ref_eval = reference_eval(eval_model, test32, dev)
     fast_eval = ltlib_eval(f"ltlib eval, 32x32x3, {config.precision} (same model)", eval_model, test32, dev, config,
@@ -421,9 +421,7 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         "ceiling_share_percent": share,
         f"ceiling_share_percent_{other.precision}_switch": other_share,
         # each two-pass strategy's time per step relative to the plain SGD step (paired by repeat)
-        "step_cost_vs_sgd": {r["name"].split()[1]: 1 / r["ratio"] for r in rows
-                             if r["name"].startswith("ltlib ") and r["name"].split()[1] in STEPS and "ratio" in r
-                             and r.get("baseline") == plain.name},
+        "step_cost_vs_sgd": {name: 1 / by_name[v.name]["ratio"] for name, v in step_runs.items()},
         "wall_time_s": time.perf_counter() - t_start,
     }
     if progress:

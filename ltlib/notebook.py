@@ -36,6 +36,8 @@ def setup(device: str = "auto") -> torch.device:
 
 def describe(config: RunConfig) -> str:
     """The settings that define a run, one line each, as the notebooks print them."""
-    shown = _SHOWN + (_SAM_SHOWN.get(config.step, ()) + ("bn_second_pass", "sam_restore") if config.step != "sgd" else ())
+    shown = _SHOWN
+    if config.step != "sgd":
+        shown += _SAM_SHOWN.get(config.step, ()) + ("bn_second_pass", "sam_restore")
     lines = [f"{name:>18}: {getattr(config, name)}" for name in shown]
     return "\n".join([f"{config.profile} profile, {config.recipe} recipe", *lines])

@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 from .data.datasets import LongTailData
 from .data.longtail import GROUP_NAMES
 from .experiment import Run, default_exp_dir
-from .results import caption, per_class
+from .results import caption, per_class, runs_table
 
 GROUP_COLORS = {"many": "#4c72b0", "medium": "#dd8452", "few": "#c44e52"}
 
@@ -124,7 +124,6 @@ def plot_clip_fractions(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figur
 
 def plot_group_accuracy(runs_by_label: Mapping[str, Sequence[Run]], selection: str = "last") -> plt.Figure:
     """Many / medium / few test accuracy per method: bars at the mean over seeds, a dot per seed."""
-    from .results import runs_table
     fig, ax = plt.subplots(figsize=(8, 3.8))
     labels = list(runs_by_label)
     x = np.arange(len(labels))
@@ -149,7 +148,6 @@ def plot_sweep(runs_by_value: Mapping[float, Sequence[Run]], parameter: str = "r
                selection: str = "last") -> plt.Figure:
     """Overall and group accuracy against a swept hyper-parameter (log x), mean over seeds with each
     seed as a dot; ``baseline`` runs are drawn as horizontal lines."""
-    from .results import runs_table
     fig, ax = plt.subplots(figsize=(7, 3.8))
     values = sorted(runs_by_value)
     for metric, color in (("overall", "black"), *GROUP_COLORS.items()):

@@ -120,8 +120,10 @@ class Perturbation:
 
     def _t(self, p: torch.Tensor) -> torch.Tensor | None:
         """T_w for one parameter, or None for T = 1."""
-        if self.scale == "abs" or (self.scale == "asam" and id(p) in self.adaptive_ids):
-            return p.detach().abs().add_(self.options.asam_eta) if self.scale == "asam" else p.detach().abs()
+        if self.scale == "abs":
+            return p.detach().abs()
+        if self.scale == "asam" and id(p) in self.adaptive_ids:
+            return p.detach().abs().add_(self.options.asam_eta)
         return None
 
     @torch.no_grad()
