@@ -7,7 +7,8 @@ In one process, on the same model (ResNet-32), data shape, batch size and optimi
   fp32, ``loss.item()`` every step;
 * ltlib's loop exactly as the notebooks run it (:func:`ltlib.train.train_epoch` on a
   :class:`~ltlib.data.loader.DeviceLoader`), with the default speed switches of :class:`RunConfig`;
-* the same for the SAM family, CC-SAM and CMO once they exist (skipped until then);
+* the same for the SAM family and CC-SAM (with and without its mixup), and CMO once it exists (skipped
+  until then);
 * evaluation of the 10k test set against a reference-style evaluation (DataLoader, batch 100, fp32);
 * the machine's ceiling: FLOP/s of a conv shaped like ResNet-32's first stage, forward + backward.
 
@@ -42,6 +43,8 @@ from .experiment import default_exp_dir
 from .losses import CrossEntropy
 from .models import build_model
 from .optim.schedules import build_schedule
+from .data.mixing import build_mixing
+from .optim.ccsam import CCSAMOptions
 from .optim.sam import SAMOptions
 from .optim.step import STEPS, autocast_for, build_sgd, build_step
 from .train import train_epoch
@@ -50,8 +53,9 @@ MEAN, STD = (0.2860,) * 3, (0.3530,) * 3
 # Step strategies and mixing rules the benchmark times once they exist, and the issue that adds them.
 LATER_STEPS = {"sam": "issue 6", "asam": "issue 6", "imbsam": "issue 6", "ccsam": "issue 7"}
 # Forward + backward passes of a step, in units of one plain step (a backward ~ 2 forwards in FLOPs):
-# SAM / ASAM 2F + 2B; ImbSAM 2F + 3B (the head and tail backwards share the first graph).
-STEP_PASSES = {"sgd": 1.0, "sam": 2.0, "sam_adaptive": 2.0, "asam": 2.0, "imbsam": 8 / 3}
+# SAM / ASAM 2F + 2B; ImbSAM 2F + 3B (the head and tail backwards share the first graph); CC-SAM 1F + 1B
+# (its per-class work is on the classifier and B x B Gram matrices only).
+STEP_PASSES = {"sgd": 1.0, "sam": 2.0, "sam_adaptive": 2.0, "asam": 2.0, "imbsam": 8 / 3, "ccsam": 1.0}
 BENCH_TAIL = (7, 8, 9)  # ImbSAM's tail classes in the benchmark (its cost does not depend on which)
 LATER_MIXING = {"cmo": "issue 8"}
 
@@ -160,19 +164,21 @@ def reference_train(data: ImageSet, batch_size: int, steps: int, device: torch.d
 
 def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_size: int, steps: int,
                 device: torch.device, width: float, config: RunConfig, step_name: str = "sgd",
-                baseline: str | None = None) -> Variant:
+                baseline: str | None = None, mixing: str = "none") -> Variant:
     """ltlib's training loop as the notebooks run it, over exactly ``steps`` batches per segment."""
     torch.manual_seed(0)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model = build_model("resnet32", 10, in_channels=shape[0], width=width).to(device=device, memory_format=fmt)
     optimizer = build_sgd(model, 0.1, 0.9, 5e-4, impl=config.optimizer_impl)
-    step = build_step(step_name, optimizer, autocast_for(config.precision, device), model=model,
-                      options=SAMOptions(tail_classes=BENCH_TAIL))
+    # CC-SAM at a radius that bites, on long-tailed class counts
+    options = (CCSAMOptions(class_counts=(1000, 599, 359, 215, 129, 77, 46, 27, 16, 10), radius=0.1)
+               if step_name == "ccsam" else SAMOptions(tail_classes=BENCH_TAIL))
+    step = build_step(step_name, optimizer, autocast_for(config.precision, device), model=model, options=options)
     trained = torch.compile(model) if config.compile else model
     subset = ImageSet(data.images[: steps * batch_size], data.labels[: steps * batch_size], data.classes)
     loader = DeviceLoader(subset, batch_size=batch_size, mean=MEAN[: shape[0]], std=STD[: shape[0]],
                           padding=4 if shape[1] == 32 else 2, flip=True, channels_last=config.channels_last,
-                          device=device)
+                          device=device, mix=build_mixing(mixing))
     schedule = build_schedule("cosine", 0.1, epochs=10_000)
     loss_fn = CrossEntropy()
     epoch = iter(range(10**9))
@@ -375,10 +381,15 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         ltlib_train(f"ltlib train, 28x28x1, width 0.5, {config.precision} (quick profile)", train28, native,
                     batch_size, steps, dev, width / 2, config, baseline=ref.name),
     ]
-    # half the steps: a two-pass step costs about two plain ones (ratios are per image)
-    step_runs = {name: ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size, max(steps // 2, 1),
-                                   dev, width, config, step_name=name, baseline=plain.name)
+    # half the steps for two-pass steps: they cost about two plain ones (ratios are per image)
+    step_runs = {name: ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size,
+                                   max(steps // int(STEP_PASSES[name] + 0.5), 1), dev, width, config, step_name=name,
+                                   baseline=plain.name)
                  for name in LATER_STEPS if name in STEPS}
+    if "ccsam" in step_runs:   # as its recipe runs it: with input mixup
+        step_runs["ccsam+mixup"] = ltlib_train("ltlib ccsam step + mixup, 32x32x3", train32, cifar, batch_size, steps,
+                                               dev, width, config, step_name="ccsam", baseline=plain.name,
+                                               mixing="mixup")
     variants += step_runs.values()
     eval_model = build_model("resnet32", 10, in_channels=3, width=width).to(dev)
     ref_eval = reference_eval(eval_model, test32, dev)

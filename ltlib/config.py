@@ -21,7 +21,8 @@ Why the quick profile is what it is (2-core AMD EPYC, torch 2.14.1, fp32; ``pyth
   10k test and 1k validation images about 2 s per pass), so notebook 01's six runs take about 7.5 min
   and 20-25 such runs fit the series' 30 minutes. (On 2026-12-01 the same machine type ran 1.2x slower:
   83-95 s per run.) The SAM family breaks that budget: a SAM run costs 2x, an ImbSAM run 2.7x, and
-  notebook 03's 21 runs take about an hour.
+  notebook 03's 21 runs take about an hour. A CC-SAM run costs a plain one, but notebook 04's sweep,
+  baselines and ablation add up to 22 stage-1 runs (about 37 minutes).
 * **It still shows what the notebooks teach.** The head / tail gap (many 81 %, few 38 %, Shirt 0 %),
   and weight decay's effect on the classifier norms and on the tail: with lr 0.1 the head / tail norm
   ratio goes from 1.3 to 2.2 and few-shot accuracy falls by 5-36 points in every seed.
@@ -42,11 +43,13 @@ from numbers import Integral, Real
 
 from .data.datasets import DATASETS
 from .data.longtail import GROUP_SCHEMES, IMBALANCE_PROFILES, SUBSET_MODES, check_imbalance_factor
+from .data.mixing import MIXINGS
 from .data.samplers import SAMPLERS
 from .errors import ConfigError
 from .losses import LOSSES
 from .models import MODELS
 from .optim.schedules import SCHEDULES
+from .optim.ccsam import DIRECTIONS, MAGNITUDES
 from .optim.sam import BN_MODES, RESTORE_MODES, TAIL_DIVISORS
 from .optim.step import STEPS
 from .registry import Registry
@@ -60,9 +63,14 @@ EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_si
 # adding them left every SGD run's hash (and cache folder) as it was.
 SAM_FIELDS = ("rho", "asam_eta", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", "bn_second_pass",
               "sam_restore")
+# Fields added later, hashed only where they matter, so that every run cached before them keeps its hash:
+# CC-SAM's options when the step is "ccsam", the mixing options when a mixing rule is on.
+CCSAM_FIELDS = ("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude")
+MIX_FIELDS = ("mixing", "mixup_alpha")
 _CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
             "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
-            "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS}
+            "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS,
+            "ccsam_direction": DIRECTIONS, "ccsam_magnitude": MAGNITUDES}
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,11 @@ class RunConfig:
     model: str = "resnet32"
     width: float = 1.0
     classifier: str = "linear"
-    # method: loss x sampler x step strategy
+    # method: loss x sampler x mixing x step strategy
     loss: str = "ce"
     sampler: str = "instance"
+    mixing: str = "none"                # "mixup" (one lam ~ Beta(alpha, alpha) per batch); CMO in issue 8
+    mixup_alpha: float = 1.0
     step: str = "sgd"
     # SAM family (algorithms.md sections 4 and 6; see ltlib/optim/sam.py)
     rho: float = 0.05                   # radius of the perturbation ball (SAM / ASAM / ImbSAM)
@@ -99,6 +109,11 @@ class RunConfig:
     imbsam_divisor: str = "batch"       # ImbSAM's partial losses / the full batch ("batch") or / group size
     bn_second_pass: str = "update"      # BN running stats in SAM's second pass: "update" again or "bypass"
     sam_restore: str = "copy"           # back to w by an exact "copy" or by "subtract"ing epsilon
+    # CC-SAM stage 1 (algorithms.md §3.4; see ltlib/optim/ccsam.py)
+    ccsam_radius: float = 1e-6          # the code's noise_ratio r: 1e-6 as released, where it is negligible
+    ccsam_flat_ratio: float = 0.3       # f in (1 - f) clean + f flat (Cifar10.json 0.3, Cifar100.json 0.5)
+    ccsam_direction: str = "gradient"   # "gradient" (the method) or "random" (the poster's magnitude-only ablation)
+    ccsam_magnitude: str = "formula"    # "formula" (the method) or "constant" r (the direction-only ablation)
     # optimisation
     epochs: int = 200
     batch_size: int = 128
@@ -145,6 +160,7 @@ class RunConfig:
     def hash(self) -> str:
         """A stable 10-hex-digit hash of everything that changes the result."""
         skip = LABEL_FIELDS + EXECUTION_FIELDS + (SAM_FIELDS if self.step == "sgd" else ())
+        skip += (CCSAM_FIELDS if self.step != "ccsam" else ()) + (MIX_FIELDS if self.mixing == "none" else ())
         payload = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -183,6 +199,7 @@ def _check_names(values: dict) -> dict:
 
 _REGISTRIES = {"dataset": DATASETS, "imbalance_profile": IMBALANCE_PROFILES, "subset": SUBSET_MODES,
                "model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "step": STEPS, "schedule": SCHEDULES,
+               "mixing": MIXINGS,
                "group_scheme": GROUP_SCHEMES}
 
 
@@ -218,6 +235,16 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"RunConfig.imbsam_tail_factor: must be > 0, got {cfg.imbsam_tail_factor!r}")
     if cfg.imbsam_eta < 0:
         raise ConfigError(f"RunConfig.imbsam_eta: a class-count threshold, must be >= 0, got {cfg.imbsam_eta}")
+    if not cfg.mixup_alpha > 0 or not math.isfinite(cfg.mixup_alpha):
+        raise ConfigError(f"RunConfig.mixup_alpha: Beta(alpha, alpha) needs alpha > 0, got {cfg.mixup_alpha!r}")
+    if not cfg.ccsam_radius >= 0 or not math.isfinite(cfg.ccsam_radius):
+        raise ConfigError(f"RunConfig.ccsam_radius: CC-SAM's noise_ratio r must be a finite number >= 0, "
+                          f"got {cfg.ccsam_radius!r}")
+    if not 0 <= cfg.ccsam_flat_ratio <= 1:
+        raise ConfigError(f"RunConfig.ccsam_flat_ratio: f weighs (1 - f) clean + f flat loss, so it must be in "
+                          f"[0, 1]; got {cfg.ccsam_flat_ratio!r}")
+    if cfg.step == "ccsam" and cfg.classifier != "linear":
+        raise ConfigError("RunConfig.step='ccsam' perturbs a linear classifier: set classifier='linear'")
     if not cfg.weight_decay >= 0:
         raise ConfigError(f"RunConfig.weight_decay: must be >= 0, got {cfg.weight_decay}")
     if not 0 < cfg.val_fraction < 1:
@@ -261,6 +288,8 @@ class Recipe:
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
+# CC-SAM's radius r at quick scale, where the released 1e-6 leaves the flat loss unperturbed (notebook 04)
+QUICK_CCSAM_RADIUS = 0.03
 RECIPES.add("ce", Recipe(
     common=dict(model="resnet32", loss="ce", momentum=0.9, subset="shuffle"),
     # LDAM-DRW / CMO cifar_train.py defaults (algorithms.md §5.3)
@@ -287,6 +316,19 @@ RECIPES.add("imbsam", Recipe(
     # CPU scale: notebook 01's `wb` quick scale (batch 128 keeps 20 steps per epoch)
     quick=dict(model="resnet32", width=0.5, epochs=30, batch_size=128, lr=0.01, eval_every=10),
 ), "ImbSAM's stage 1: weight balancing's recipe with WD 1e-3, batch 64, 200 epochs; rho 0.05, eta 20")
+
+RECIPES.add("ccsam", Recipe(
+    # CC-SAM configs/Cifar10.json (algorithms.md §3.2): ResNet-32, batch 64, mixup (alpha 1), f 0.3, r 1e-6,
+    # SGD lr 0.1 WD 2e-4, 5-epoch warm-up from 1/3, x0.1 at 160 and 180 of 200; drop_last as its loader.
+    # The baselines of notebook 04 override step="sgd" (and mixing="none" for plain CE).
+    common=dict(model="resnet32", loss="ce", momentum=0.9, subset="shuffle", step="ccsam", mixing="mixup",
+                mixup_alpha=1.0, ccsam_flat_ratio=0.3, drop_last=True),
+    paper=dict(epochs=200, batch_size=64, lr=0.1, weight_decay=2e-4, schedule="ccsam_multistep", warmup_epochs=5,
+               eval_every=1, ccsam_radius=1e-6, select_on_test=True),
+    # CPU scale: the `ce` recipe's quick scale; r at which the perturbation bites (notebook 04, section 2)
+    quick=dict(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine", warmup_epochs=2,
+               eval_every=10, width=0.5, ccsam_radius=QUICK_CCSAM_RADIUS),
+), "CC-SAM stage 1 (Cifar10.json): mixup, (1-f) clean + f per-class perturbed-classifier CE, f 0.3, r 1e-6")
 
 PROFILES: Registry[dict] = Registry("profile")
 PROFILES.add("paper", dict(val_split="none"), "the published recipe at full scale (meant for a GPU)")

@@ -23,6 +23,7 @@ from . import io
 from .config import RunConfig
 from .data.datasets import DATASETS, LongTailData, load_longtail
 from .data.loader import DeviceLoader
+from .data.mixing import build_mixing
 from .data.samplers import build_sampler
 from .env import configure_threads, environment, resolve_device, seed_everything
 from .errors import CheckpointError
@@ -30,6 +31,7 @@ from .evaluate import evaluate
 from .losses import build_loss
 from .models import build_model, classifier_weight
 from .optim.schedules import build_schedule
+from .optim.ccsam import CCSAMOptions
 from .optim.sam import SAMOptions, tail_classes_from_counts
 from .optim.step import autocast_for, build_sgd, build_step
 from .train import fit
@@ -166,10 +168,21 @@ def build_stage1(config: RunConfig, data: LongTailData, device: torch.device, **
     optimizer = build_sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov,
                           config.optimizer_impl)
     step = build_step(config.step, optimizer, autocast_for(config.precision, device), model=model,
-                      options=sam_options(config, data.class_counts.tolist()))
+                      options=step_options(config, data.class_counts.tolist()))
+    loader = train_loader(config, data, config.sampler, config.batch_size, device,
+                          mix=build_mixing(config.mixing, config.mixup_alpha))
     return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist()),
-                 build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
-                 train_loader(config, data, config.sampler, config.batch_size, device))
+                 build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs), loader,
+                 epoch_log=getattr(step, "epoch_log", None))
+
+
+def step_options(config: RunConfig, class_counts: list[int]) -> SAMOptions | CCSAMOptions:
+    """The options of ``config``'s step strategy: CC-SAM's, or the SAM family's (for SGD they are unused)."""
+    if config.step == "ccsam":
+        return CCSAMOptions(class_counts=tuple(class_counts), radius=config.ccsam_radius,
+                            flat_ratio=config.ccsam_flat_ratio, direction=config.ccsam_direction,
+                            magnitude=config.ccsam_magnitude)
+    return sam_options(config, class_counts)
 
 
 def sam_options(config: RunConfig, class_counts: list[int]) -> SAMOptions:
@@ -181,13 +194,13 @@ def sam_options(config: RunConfig, class_counts: list[int]) -> SAMOptions:
 
 
 def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,
-                 device: torch.device) -> DeviceLoader:
-    """The device-resident loader with ``config``'s augmentation and seed."""
+                 device: torch.device, *, mix=None, drop_last: bool | None = None) -> DeviceLoader:
+    """The device-resident loader with ``config``'s augmentation and seed (and ``mix``, a mixing rule)."""
     return DeviceLoader(
         data.train, batch_size=batch_size, mean=data.mean, std=data.std,
         sampler=build_sampler(sampler, data.train.labels.to(device)), padding=config.crop_padding,
-        flip=config.flip, seed=config.seed, drop_last=config.drop_last, channels_last=config.channels_last,
-        device=device,
+        flip=config.flip, seed=config.seed, drop_last=config.drop_last if drop_last is None else drop_last,
+        channels_last=config.channels_last, device=device, mix=mix,
     )
 
 

@@ -8,8 +8,8 @@ import torch
 from .config import RunConfig
 from .env import available_cpus, configure_threads, cpu_model, resolve_device
 
-_SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "step",
-          "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
+_SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "mixing",
+          "step", "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
           "crop_padding", "flip", "group_scheme", "tta")
 
 _SAM_SHOWN = {"sam": ("rho",), "sam_adaptive": ("rho",), "asam": ("rho", "asam_eta"),
@@ -37,7 +37,11 @@ def setup(device: str = "auto") -> torch.device:
 def describe(config: RunConfig) -> str:
     """The settings that define a run, one line each, as the notebooks print them."""
     shown = _SHOWN
-    if config.step != "sgd":
+    if config.mixing == "mixup":
+        shown += ("mixup_alpha",)
+    if config.step == "ccsam":
+        shown += ("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude", "drop_last")
+    elif config.step != "sgd":
         shown += _SAM_SHOWN.get(config.step, ()) + ("bn_second_pass", "sam_restore")
     lines = [f"{name:>18}: {getattr(config, name)}" for name in shown]
     return "\n".join([f"{config.profile} profile, {config.recipe} recipe", *lines])

@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 from .data.datasets import LongTailData
 from .data.longtail import GROUP_NAMES
 from .experiment import Run, default_exp_dir
-from .results import caption, per_class, runs_table
+from .results import caption, eps_ratios, per_class, runs_table
 
 GROUP_COLORS = {"many": "#4c72b0", "medium": "#dd8452", "few": "#c44e52"}
 
@@ -124,8 +124,8 @@ def plot_clip_fractions(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figur
 
 def plot_group_accuracy(runs_by_label: Mapping[str, Sequence[Run]], selection: str = "last") -> plt.Figure:
     """Many / medium / few test accuracy per method: bars at the mean over seeds, a dot per seed."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
     labels = list(runs_by_label)
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(labels)), 3.8))
     x = np.arange(len(labels))
     width = 0.8 / len(GROUP_COLORS)
     for i, (group, color) in enumerate(GROUP_COLORS.items()):
@@ -135,7 +135,7 @@ def plot_group_accuracy(runs_by_label: Mapping[str, Sequence[Run]], selection: s
             ax.bar(x[j] + offset, np.nanmean(values), width, color=color, alpha=0.75,
                    label=group if j == 0 else None)
             ax.scatter(np.full(len(values), x[j] + offset), values, color="black", s=10, zorder=3)
-    ax.set_xticks(x, labels, fontsize=9)
+    ax.set_xticks(x, [_wrap(label, 18) for label in labels], fontsize=9 if len(labels) <= 4 else 8)
     ax.set_ylabel("test accuracy of the group (%)")
     ax.set_ylim(0, 101)
     ax.set_title(_wrap(caption([r for rs in runs_by_label.values() for r in rs]) + "; dots: seeds"), fontsize=9)
@@ -168,6 +168,55 @@ def plot_sweep(runs_by_value: Mapping[float, Sequence[Run]], parameter: str = "r
     ax.set_ylim(0, 101)
     ax.set_title(_wrap(caption([r for rs in runs_by_value.values() for r in rs])), fontsize=9)
     ax.legend(frameon=False, fontsize=8, ncol=3, loc="lower left")
+    return fig
+
+
+def plot_perturbation_radius(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figure:
+    """CC-SAM's ||eps_c|| / ||theta|| against each class's training count (log-log), averaged over epochs and
+    seeds, one line per label; the right panel follows the rarest and the largest class over the epochs."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (label, runs) in enumerate(runs_by_label.items()):
+        ratios = eps_ratios(runs)                                   # runs x epochs x classes
+        counts = np.asarray(runs[0].metrics["class_counts"])
+        per_class = np.nanmean(ratios, axis=(0, 1))
+        ax.plot(counts, per_class, marker="o", color=f"C{i}", label=label)
+        epochs = np.arange(1, ratios.shape[1] + 1)
+        for c, ls in ((int(np.argmin(counts)), "-"), (int(np.argmax(counts)), "--")):
+            ax2.plot(epochs, np.nanmean(ratios[:, :, c], axis=0), color=f"C{i}", ls=ls)
+    names = runs[0].metrics["class_names"]
+    ax2.plot([], [], color="grey", ls="-", label=f"rarest class ({names[int(np.argmin(counts))]})")
+    ax2.plot([], [], color="grey", ls="--", label=f"largest class ({names[int(np.argmax(counts))]})")
+    for a in (ax, ax2):
+        a.set_yscale("log")
+        a.set_ylabel(r"$\|\varepsilon_c\| / \|\theta\|$")
+        a.legend(frameon=False, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class")
+    ax2.set_xlabel("epoch")
+    fig.suptitle(_wrap(caption([r for rs in runs_by_label.values() for r in rs])), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_radius_and_loss(runs_by_label: Mapping[str, Sequence[Run]]) -> plt.Figure:
+    """Per CC-SAM run: the largest ||eps_c|| / ||theta|| over the classes in each epoch (log), and the training
+    loss. A radius that runs away (it grows as ||g_c||^(-1/2)) shows up as a spike in both."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for i, (label, runs) in enumerate(runs_by_label.items()):
+        for j, (r, ratios) in enumerate(zip(runs, eps_ratios(runs))):
+            epochs = np.arange(1, ratios.shape[0] + 1)
+            name = f"{label}, seed {r.config.seed}"
+            ax.plot(epochs, np.nanmax(ratios, axis=1), color=f"C{i}", ls=("-", "--", ":", "-.")[j % 4], label=name)
+            ax2.plot(r.history["epoch"], r.history["loss"], color=f"C{i}", ls=("-", "--", ":", "-.")[j % 4])
+    ax.set_yscale("log")
+    ax2.set_yscale("log")
+    ax.set_ylabel(r"largest $\|\varepsilon_c\| / \|\theta\|$ in the epoch")
+    ax2.set_ylabel("training loss")
+    for a in (ax, ax2):
+        a.set_xlabel("epoch")
+    ax.legend(frameon=False, fontsize=7)
+    fig.suptitle(_wrap(caption([r for rs in runs_by_label.values() for r in rs])), fontsize=9)
+    fig.tight_layout()
     return fig
 
 

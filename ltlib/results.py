@@ -88,6 +88,16 @@ def per_class(runs: Sequence[Result], key: str = "per_class", selection: str = "
     return np.array([values(r) for r in runs])
 
 
+def eps_ratios(runs: Sequence[Run]) -> np.ndarray:
+    """CC-SAM's logged ||eps_c|| / ||theta|| per class, as ``runs x epochs x classes`` (NaN: class not drawn)."""
+    out = []
+    for r in runs:
+        if "eps_ratio" not in r.metrics:
+            raise ValueError(f"{r.path.name} logged no perturbation radius: it is not a CC-SAM (step='ccsam') run")
+        out.append(np.asarray(r.metrics["eps_ratio"], dtype=float).reshape(r.config.epochs, -1))
+    return np.stack(out)
+
+
 def caption(runs: Sequence[Run]) -> str:
     """Data set, imbalance factor, epochs, seeds, groups and hardware of a set of runs, in one line."""
     first = runs[0]

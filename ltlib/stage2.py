@@ -9,7 +9,10 @@ Weight balancing's second stage (algorithms.md §2.3-2.6) and cRT as one config 
   ``delta``; the bias is never constrained. Per iteration (the paper; default) or per epoch (the
   released demo); the fraction of rows clipped is logged at each projection;
 * BatchNorm in the frozen backbone either keeps updating its running statistics (``bn="train"``, what
-  the demo does) or stays frozen (``bn="frozen"``).
+  the demo does) or stays frozen (``bn="frozen"``);
+* CC-SAM's stage 2 (notebook 04): class-aware sampling, a constant lr, and the adversarial-feature step
+  (``step="ccsam"``, :class:`~ltlib.optim.ccsam.CCSAMFeatureStep`); ``step="sgd"`` on the same recipe is
+  the ablation's "cRT" row.
 
 Post-hoc L2 / tau-normalisation of the classifier rows (bias untouched) and a tau sweep are here too.
 """
@@ -38,6 +41,7 @@ from .evaluate import accuracy_from_logits, predict_logits
 from .experiment import Run, Setup, run, train_loader
 from .losses import LOSSES, build_loss
 from .models import classifier_weight, reset_classifier
+from .optim.ccsam import CCSAMFeatureStep, check_up_limit
 from .optim.schedules import SCHEDULES, build_schedule
 from .optim.step import SGDStep, StepResult, autocast_for, build_sgd
 from .registry import Registry
@@ -45,6 +49,10 @@ from .registry import Registry
 # The stage-1 settings a stage-2 run evaluates and executes with (it has no say in them).
 _FROM_STAGE1 = ("seed", "precision", "channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn",
                 "tta", "select_on_test", "group_scheme", "crop_padding", "flip", "drop_last", "profile")
+
+
+# Added with CC-SAM: hashed only when the step uses them, so earlier stage-2 runs keep their hash.
+_CCSAM_STAGE2_FIELDS = ("step", "adv_scale", "adv_div", "up_limit")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,10 @@ class Stage2Config:
     maxnorm_thresh: float | None = 0.1      # None: no MaxNorm
     maxnorm_every: str = "iteration"        # "iteration" (the paper) or "epoch" (the released demo)
     bn: str = "train"                       # "train": running statistics keep updating (the demo); "frozen"
+    step: str = "sgd"                       # "sgd", or "ccsam": CC-SAM's adversarial features (algorithms.md §3.5)
+    adv_scale: float = 1.0                  # CC-SAM's lambda (adver_reg): ||delta_c||_F = lambda * w_c
+    adv_div: float = 2.0                    # CC-SAM's div in w_c = ln(n_max / n_c + 0.01) / div
+    up_limit: float = 1.0                   # cap on alpha_e (Cifar10.json 1.0, Cifar100.json 0.3)
     eval_every: int = 1
     dataset: str | None = None              # None: stage 1's data set
     recipe: str = "custom"                  # label, not hashed
@@ -88,13 +100,20 @@ class Stage2Config:
         if self.maxnorm_thresh is not None and not 0 <= self.maxnorm_thresh <= 1:
             raise ConfigError(f"Stage2Config.maxnorm_thresh: the relative MaxNorm threshold must be in [0, 1] "
                               f"(0 = the smallest starting row norm, 1 = the largest), got {self.maxnorm_thresh}")
-        choices = {"maxnorm_every": ("iteration", "epoch"), "bn": ("train", "frozen")}
+        choices = {"maxnorm_every": ("iteration", "epoch"), "bn": ("train", "frozen"), "step": ("sgd", "ccsam")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"Stage2Config.{name}: {getattr(self, name)!r} is not one of {valid}")
         for name in ("epochs", "batch_size", "lr", "eval_every"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"Stage2Config.{name}: must be a positive number, got {getattr(self, name)!r}")
+        check_up_limit(self.up_limit)
+        if not self.adv_scale >= 0 or not self.adv_div > 0:
+            raise ConfigError(f"Stage2Config: adv_scale (lambda) must be >= 0 and adv_div > 0, got "
+                              f"{self.adv_scale!r} and {self.adv_div!r}")
+        if self.step == "ccsam" and self.stage1.classifier != "linear":
+            raise ConfigError("Stage2Config.step='ccsam' perturbs features for a linear classifier; the stage-1 "
+                              "run has classifier='normed'")
         if not 0 <= self.momentum < 1 or not self.weight_decay >= 0 or not 0 <= self.cb_beta < 1:
             raise ConfigError("Stage2Config: momentum and cb_beta must be in [0, 1) and weight_decay >= 0")
         if self.dataset is not None:
@@ -135,7 +154,8 @@ class Stage2Config:
         return d
 
     def hash(self) -> str:
-        payload = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS + ("stage1",)}
+        skip = LABEL_FIELDS + ("stage1",) + (_CCSAM_STAGE2_FIELDS if self.step == "sgd" else ())
+        payload = {k: v for k, v in self.to_dict().items() if k not in skip}
         payload["stage1"] = self.stage1.hash()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -162,14 +182,25 @@ STAGE2_RECIPES.add("wb", dict(loss="cb_bce", cb_beta=0.9999, sampler="instance",
 STAGE2_RECIPES.add("crt", dict(loss="ce", sampler="class_balanced", reinit_classifier=True, lr=0.01,
                                weight_decay=5e-4, schedule="cosine_epoch_start", maxnorm_thresh=None, epochs=10),
                    "cRT (Kang et al.): re-initialised classifier, CE, class-balanced sampling, 10 epochs")
+_CCSAM_STAGE2 = dict(loss="ce", sampler="class_aware", reinit_classifier=False, lr=0.01, weight_decay=2e-4,
+                     schedule="constant", maxnorm_thresh=None, epochs=30, adv_scale=1.0, adv_div=2.0, up_limit=1.0)
+STAGE2_RECIPES.add("ccsam", dict(_CCSAM_STAGE2, step="ccsam"),
+                   "CC-SAM stage 2: class-aware sampling, lr 0.01 constant, progressive adversarial features "
+                   "(lambda 1, div 2, up_limit 1.0 as Cifar10.json), 30 epochs")
+STAGE2_RECIPES.add("ccsam_crt", dict(_CCSAM_STAGE2, step="sgd"),
+                   "CC-SAM's stage 2 without the adversarial features: class-aware CE on the stage-1 classifier "
+                   "(the poster ablation's cRT)")
 
 
 def make_stage2(stage1: RunConfig, recipe: str = "wb", **overrides) -> Stage2Config:
     """A stage-2 config on ``stage1`` at its profile's scale: the demo's batch 64 at paper scale, the
-    stage-1 batch otherwise; 2 epochs in the smoke profile; evaluation every epoch except at quick scale."""
+    stage-1 batch otherwise; at most 10 epochs at quick scale and 2 in the smoke profile; evaluation every
+    epoch except at quick scale."""
     values = dict(STAGE2_RECIPES.get(recipe))
     values.update(batch_size=64 if stage1.profile == "paper" else stage1.batch_size,
                   eval_every=5 if stage1.profile == "quick" else 1, recipe=recipe, name=f"stage2-{recipe}")
+    if stage1.profile == "quick":
+        values["epochs"] = min(values["epochs"], 10)
     if stage1.profile == "smoke":
         values["epochs"] = 2
     known = {f.name for f in dataclasses.fields(Stage2Config)}
@@ -231,6 +262,10 @@ class Stage2Step:
     def optimizer(self) -> torch.optim.Optimizer:
         return self.inner.optimizer
 
+    def start_epoch(self, epoch: int) -> None:
+        if hasattr(self.inner, "start_epoch"):
+            self.inner.start_epoch(epoch)
+
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn) -> StepResult:
         if self.freeze_bn:
             freeze_batchnorm(model)
@@ -241,11 +276,12 @@ class Stage2Step:
         return out
 
     def epoch_log(self) -> dict:
+        inner = self.inner.epoch_log() if hasattr(self.inner, "epoch_log") else {}
         if self.maxnorm is None:
-            return {}
+            return inner
         fractions = torch.stack(self._fractions).tolist() if self._fractions else []
         self._fractions = []
-        return {"maxnorm_delta": self.maxnorm.delta, "clip_fraction_mean": float(np.mean(fractions)) if fractions else 0.0,
+        return {**inner, "maxnorm_delta": self.maxnorm.delta, "clip_fraction_mean": float(np.mean(fractions)) if fractions else 0.0,
                 "clip_fractions": fractions}
 
 
@@ -268,12 +304,19 @@ def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device,
     optimizer = build_sgd(model.classifier, config.lr, config.momentum, config.weight_decay,
                           impl=config.optimizer_impl)
     loss_kw = {"beta": config.cb_beta} if config.loss == "cb_bce" else {}
-    loader = train_loader(config.stage1, data, config.sampler, config.batch_size, device)
+    # no mixing in stage 2, and the last partial batch is kept (CC-SAM's class-aware loader does)
+    loader = train_loader(config.stage1, data, config.sampler, config.batch_size, device, drop_last=False)
     weight = classifier_weight(model.classifier)
     maxnorm = MaxNorm(weight, config.maxnorm_thresh) if config.maxnorm_thresh is not None else None
     every = 1 if config.maxnorm_every == "iteration" else len(loader)
-    step = Stage2Step(SGDStep(optimizer, autocast_for(config.precision, device)), weight, maxnorm, every,
-                      config.bn == "frozen")
+    autocast = autocast_for(config.precision, device)
+    if config.step == "ccsam":
+        inner = CCSAMFeatureStep(optimizer, model, data.class_counts.tolist(), epochs=config.epochs,
+                                 scale=config.adv_scale, div=config.adv_div, up_limit=config.up_limit,
+                                 autocast=autocast)
+    else:
+        inner = SGDStep(optimizer, autocast)
+    step = Stage2Step(inner, weight, maxnorm, every, config.bn == "frozen")
     return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist(), **loss_kw),
                  build_schedule(config.schedule, config.lr, config.epochs), loader, epoch_log=step.epoch_log)
 

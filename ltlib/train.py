@@ -13,6 +13,7 @@ import torch.nn as nn
 from tqdm import tqdm  # the text bar: works in JupyterLab, papermill output and terminals
 
 from .data.loader import DeviceLoader
+from .data.mixing import primary_labels
 from .errors import TrainingDivergedError
 from .optim.step import LossFn, StepStrategy
 
@@ -45,9 +46,12 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss
     step_losses = torch.zeros(steps, device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     seen = 0
-    for i, (images, labels) in enumerate(loader.epoch(epoch)):
+    if hasattr(step, "start_epoch"):
+        step.start_epoch(epoch)
+    for i, (images, targets) in enumerate(loader.epoch(epoch)):
         set_lr(step.optimizer, schedule(epoch, i, steps))
-        out = step(model, images, labels, loss_fn)
+        out = step(model, images, targets, loss_fn)
+        labels = primary_labels(targets)
         step_losses[i] = out.loss
         correct += (out.logits.argmax(1) == labels).sum()
         seen += len(labels)

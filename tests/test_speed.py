@@ -99,7 +99,7 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path):
     assert any(n.startswith("reference train") for n in names) and any(n.startswith("reference eval") for n in names)
     skipped = [r for r in saved["results"] if "skipped" in r]
     assert {r["name"] for r in skipped} >= {"cmo step"}
-    assert set(saved["step_cost_vs_sgd"]) == {"sam", "asam", "imbsam"}
+    assert set(saved["step_cost_vs_sgd"]) == {"sam", "asam", "imbsam", "ccsam", "ccsam+mixup"}
     assert all(v > 0 for v in saved["step_cost_vs_sgd"].values())
     timed = [r for r in saved["results"] if "skipped" not in r]
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in timed)

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from ..env import derived_seed
 from .augment import normalize, pad_crop_flip
+from .mixing import NoMixing, Targets
 from .samplers import InstanceSampler, Sampler
 from .sources import ImageSet
 
-_ORDER_STREAM, _AUGMENT_STREAM = 0, 1
+_ORDER_STREAM, _AUGMENT_STREAM, _MIX_STREAM = 0, 1, 2
 
 
 def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
@@ -33,17 +35,20 @@ class DeviceLoader:
         padding: zero padding of the random crop in pixels (0 turns the crop off).
         flip: random horizontal flips.
         seed: the training seed from which each epoch's draws derive.
+        mix: the mixing rule applied to each normalised batch (see :mod:`ltlib.data.mixing`).
     """
 
     def __init__(self, data: ImageSet, *, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                  sampler: Sampler | None = None, padding: int = 0, flip: bool = False, seed: int = 0,
-                 drop_last: bool = False, channels_last: bool = False, device: torch.device | str = "cpu") -> None:
+                 drop_last: bool = False, channels_last: bool = False, device: torch.device | str = "cpu",
+                 mix=None) -> None:
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
         self.sampler = sampler or InstanceSampler(self.labels)
         self.batch_size, self.padding, self.flip = batch_size, padding, flip
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
+        self.mix = mix or NoMixing()
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(mean, device=self.device).view(shape)
         self.std = torch.tensor(std, device=self.device).view(shape)
@@ -52,13 +57,17 @@ class DeviceLoader:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(images, labels)`` for one epoch: float images normalised, labels int64."""
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, Targets]]:
+        """Yield ``(images, targets)`` for one epoch: float images normalised; int64 labels, or
+        :class:`~ltlib.data.mixing.MixedTargets` under a mixing rule."""
         order = self.sampler.epoch_indices(epoch_generator(self.seed, epoch, _ORDER_STREAM, self.device))
         augment = epoch_generator(self.seed, epoch, _AUGMENT_STREAM, self.device)
+        mix_gen = epoch_generator(self.seed, epoch, _MIX_STREAM, self.device)
+        mix_rng = np.random.default_rng(derived_seed(self.seed, epoch, _MIX_STREAM))
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
             images = self.images[idx]
             if self.padding or self.flip:
                 images = pad_crop_flip(images, self.padding, self.flip, augment)
-            yield normalize(images, self.mean, self.std, self.channels_last), self.labels[idx]
+            yield self.mix(normalize(images, self.mean, self.std, self.channels_last), self.labels[idx],
+                           mix_rng, mix_gen)

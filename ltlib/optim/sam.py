@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..data.mixing import Targets, primary_labels
 from ..errors import ConfigError
 from .step import STEPS, Autocast, LossFn, StepResult, forward_loss, forward_losses
 
@@ -190,7 +191,7 @@ class SAMStep:
         self.perturbation = Perturbation(optimizer, self.options, scale=self.scale, guard=self.guard,
                                          names=_param_names(model))
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult:
         loss, logits = forward_loss(model, images, labels, loss_fn, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
@@ -233,8 +234,9 @@ class ImbSAMStep:
         self.perturbation = Perturbation(optimizer, self.options, guard=1e-16)
         self._tail: torch.Tensor | None = None
 
-    def tail_mask(self, labels: torch.Tensor) -> torch.Tensor:
-        """True for the samples whose class is in the tail set."""
+    def tail_mask(self, labels: Targets) -> torch.Tensor:
+        """True for the samples whose (primary) class is in the tail set."""
+        labels = primary_labels(labels)
         if self._tail is None or self._tail.device != labels.device:
             self._tail = torch.tensor(self.options.tail_classes, dtype=labels.dtype, device=labels.device)
         return torch.isin(labels, self._tail)
@@ -246,7 +248,7 @@ class ImbSAMStep:
             return total / len(losses)
         return total / mask.sum().clamp(min=1)
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult:
         tail = self.tail_mask(labels)
         factor = self.options.tail_factor

@@ -65,12 +65,45 @@ class WarmupMultiStep:
         return self.lr
 
 
+@dataclass(frozen=True)
+class CCSAMWarmupMultiStep:
+    """CC-SAM's ``WarmupMultiStepLR`` stepped before each epoch: epoch e runs at step t = e + 1 with a factor
+    (1/3)(1 - t/w) + t/w while t < w (0.467, 0.6, 0.733, 0.867 for w = 5), then x0.1 from 80% (epoch 159 of
+    200) and x0.01 from 90% (epoch 179): 10x drops, unlike LDAM-DRW's 100x (algorithms.md §3.3)."""
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 5
+    milestones: tuple[float, float] = (0.8, 0.9)
+
+    def __call__(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        t = epoch + 1
+        warm = (1 / 3) * (1 - t / self.warmup_epochs) + t / self.warmup_epochs if t < self.warmup_epochs else 1.0
+        drops = sum(t >= int(m * self.epochs) for m in self.milestones)
+        return self.lr * warm * 0.1 ** drops
+
+
+@dataclass(frozen=True)
+class Constant:
+    """The same learning rate throughout (CC-SAM's stage 2 on CIFAR: 0.01)."""
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 0
+
+    def __call__(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        return self.lr
+
+
 SCHEDULES: Registry = Registry("schedule")
 SCHEDULES.add("cosine", Cosine, "linear warm-up, then per-step cosine to 0")
 SCHEDULES.add("cosine_epoch_start", CosineEpochStart,
               "weight balancing: per-epoch cosine stepped before each epoch (the last epoch runs at lr 0)")
 SCHEDULES.add("warmup_multistep", WarmupMultiStep,
               "LDAM-DRW / CMO: warm-up, then x0.01 at 80% and x0.0001 at 90% of the epochs")
+SCHEDULES.add("ccsam_multistep", CCSAMWarmupMultiStep,
+              "CC-SAM stage 1: warm-up from 1/3 stepped per epoch, then x0.1 at 80% and x0.01 at 90% of the epochs")
+SCHEDULES.add("constant", Constant, "a constant learning rate (CC-SAM's stage 2 on CIFAR)")
 
 
 def build_schedule(name: str, lr: float, epochs: int, warmup_epochs: float = 0):

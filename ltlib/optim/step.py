@@ -1,7 +1,9 @@
 """Step strategies own the forward / backward passes of one optimisation step.
 
-The training loop calls ``step(model, images, labels, loss_fn)`` and never knows which strategy it
-runs; SAM, ImbSAM and CC-SAM (notebooks 03-04) are further strategies with the same signature.
+The training loop calls ``step(model, images, targets, loss_fn)`` and never knows which strategy it
+runs; SAM, ImbSAM and CC-SAM (notebooks 03-04) are further strategies with the same signature. The
+targets are integer labels, or :class:`~ltlib.data.mixing.MixedTargets` under a mixing rule. A strategy
+may define ``start_epoch(epoch)``, which the loop calls before each epoch (for epoch-dependent weights).
 A strategy returns a :class:`StepResult`: the batch loss (a detached 0-d tensor, not synced to the
 host) and the logits of its first, unperturbed forward pass, for training accuracy.
 """
@@ -13,6 +15,7 @@ from typing import Callable, NamedTuple, Protocol
 import torch
 import torch.nn as nn
 
+from ..data.mixing import Targets, mixed_losses
 from ..registry import Registry
 
 Autocast = Callable[[], AbstractContextManager]
@@ -27,7 +30,7 @@ class StepResult(NamedTuple):
 class StepStrategy(Protocol):
     optimizer: torch.optim.Optimizer
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult: ...
 
 
@@ -38,15 +41,15 @@ def autocast_for(precision: str, device: torch.device) -> Autocast:
     return nullcontext
 
 
-def forward_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn,
+def forward_losses(model: nn.Module, images: torch.Tensor, labels: Targets, loss_fn: LossFn,
                    autocast: Autocast = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward under autocast; the per-sample losses (fp32) and the logits."""
+    """Forward under autocast; the per-sample losses (fp32, against plain or mixed targets) and the logits."""
     with autocast():
         logits = model(images)
-    return loss_fn(logits, labels), logits
+    return mixed_losses(loss_fn, logits, labels), logits
 
 
-def forward_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn,
+def forward_loss(model: nn.Module, images: torch.Tensor, labels: Targets, loss_fn: LossFn,
                  autocast: Autocast = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward under autocast; the loss is the mean of the per-sample losses, in fp32."""
     losses, logits = forward_losses(model, images, labels, loss_fn, autocast)
@@ -60,7 +63,7 @@ class SGDStep:
         self.optimizer = optimizer
         self.autocast = autocast
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult:
         loss, logits = forward_loss(model, images, labels, loss_fn, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
