@@ -171,7 +171,10 @@ class CCSAMStep:
         return shift
 
     def _random_shift(self, feats, labels, rad_w, rad_b) -> torch.Tensor:
-        """The magnitude-only ablation: per class, a Gaussian direction per tensor, scaled to the radius."""
+        """The magnitude-only ablation: per class, a Gaussian direction per tensor, scaled to the radius.
+
+        Its generator is seeded once from the run's seed and is not checkpointed, so this ablation (alone among
+        the options) does not replay bit-exactly after a resume."""
         if self.generator is None or self.generator.device != feats.device:
             self.generator = torch.Generator(device=feats.device).manual_seed(int(torch.initial_seed()) % 2**63)
         c, d = self.head.weight.shape
