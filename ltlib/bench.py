@@ -7,8 +7,7 @@ In one process, on the same model (ResNet-32), data shape, batch size and optimi
   fp32, ``loss.item()`` every step;
 * ltlib's loop exactly as the notebooks run it (:func:`ltlib.train.train_epoch` on a
   :class:`~ltlib.data.loader.DeviceLoader`), with the default speed switches of :class:`RunConfig`;
-* the same for the SAM family and CC-SAM (with and without its mixup), and CMO once it exists (skipped
-  until then);
+* the same for the SAM family, CC-SAM (with and without its mixup) and a plain step with CMO (p = 0.5);
 * evaluation of the 10k test set against a reference-style evaluation (DataLoader, batch 100, fp32);
 * the machine's ceiling: FLOP/s of a conv shaped like ResNet-32's first stage, forward + backward.
 
@@ -43,7 +42,7 @@ from .experiment import default_exp_dir
 from .losses import CrossEntropy
 from .models import build_model
 from .optim.schedules import build_schedule
-from .data.mixing import build_mixing
+from .data.mixing import MIXINGS, build_mixing
 from .optim.ccsam import CCSAMOptions
 from .optim.sam import SAMOptions
 from .optim.step import STEPS, autocast_for, build_sgd, build_step
@@ -58,6 +57,8 @@ LATER_STEPS = {"sam": "issue 6", "asam": "issue 6", "imbsam": "issue 6", "ccsam"
 STEP_PASSES = {"sgd": 1.0, "sam": 2.0, "sam_adaptive": 2.0, "asam": 2.0, "imbsam": 8 / 3, "ccsam": 1.0}
 BENCH_TAIL = (7, 8, 9)  # ImbSAM's tail classes in the benchmark (its cost does not depend on which)
 LATER_MIXING = {"cmo": "issue 8"}
+# CMO as its recipe runs it (p 0.5), on in every epoch of the benchmark
+BENCH_MIXING = {"cmo": dict(prob=0.5, epochs=10**9, start=-1, end=0)}
 
 
 # --------------------------------------------------------------------------- data
@@ -178,7 +179,7 @@ def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_si
     subset = ImageSet(data.images[: steps * batch_size], data.labels[: steps * batch_size], data.classes)
     loader = DeviceLoader(subset, batch_size=batch_size, mean=MEAN[: shape[0]], std=STD[: shape[0]],
                           padding=4 if shape[1] == 32 else 2, flip=True, channels_last=config.channels_last,
-                          device=device, mix=build_mixing(mixing))
+                          device=device, mix=build_mixing(mixing, **BENCH_MIXING.get(mixing, {})))
     schedule = build_schedule("cosine", 0.1, epochs=10_000)
     loss_fn = CrossEntropy()
     epoch = iter(range(10**9))
@@ -247,7 +248,8 @@ def later_variants() -> list[dict]:
     """Rows for methods that do not exist yet: skipped, with the issue that brings them."""
     rows = [{"name": f"{name} step", "skipped": f"not implemented yet ({issue})"}
             for name, issue in LATER_STEPS.items() if name not in STEPS]
-    rows += [{"name": f"{name} step", "skipped": f"not implemented yet ({issue})"} for name, issue in LATER_MIXING.items()]
+    rows += [{"name": f"{name} step", "skipped": f"not implemented yet ({issue})"}
+             for name, issue in LATER_MIXING.items() if name not in MIXINGS]
     return rows
 
 
@@ -390,6 +392,9 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         step_runs["ccsam+mixup"] = ltlib_train("ltlib ccsam step + mixup, 32x32x3", train32, cifar, batch_size, steps,
                                                dev, width, config, step_name="ccsam", baseline=plain.name,
                                                mixing="mixup")
+    step_runs.update({name: ltlib_train(f"ltlib sgd step + {name}, 32x32x3", train32, cifar, batch_size, steps, dev,
+                                        width, config, baseline=plain.name, mixing=name)
+                      for name in LATER_MIXING if name in MIXINGS})
     variants += step_runs.values()
     eval_model = build_model("resnet32", 10, in_channels=3, width=width).to(dev)
     ref_eval = reference_eval(eval_model, test32, dev)

@@ -59,18 +59,30 @@ LABEL_FIELDS = ("name", "profile", "recipe")
 # Execution switches: they change speed and floating-point rounding only (like the device or the thread
 # count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
 EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn")
-# Options of the SAM-family step strategies: hashed only when the run's step is not plain "sgd", so
-# adding them left every SGD run's hash (and cache folder) as it was.
+# Fields added after runs were cached are hashed only where they matter, so that every earlier run keeps its
+# hash (and its cache folder): the SAM family's options when the step is not plain "sgd", CC-SAM's when it is
+# "ccsam", a mixing rule's when it is on, a loss's when it is that loss, DRW's when re-weighting is on.
 SAM_FIELDS = ("rho", "asam_eta", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", "bn_second_pass",
               "sam_restore")
-# Fields added later, hashed only where they matter, so that every run cached before them keeps its hash:
-# CC-SAM's options when the step is "ccsam", the mixing options when a mixing rule is on.
 CCSAM_FIELDS = ("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude")
-MIX_FIELDS = ("mixing", "mixup_alpha")
+CMO_FIELDS = ("cmo_prob", "cmo_beta", "cmo_alpha", "cmo_start", "cmo_end")
+_HASHED_WHEN = {
+    **{name: (lambda c: c.step != "sgd") for name in SAM_FIELDS},
+    **{name: (lambda c: c.step == "ccsam") for name in CCSAM_FIELDS},
+    **{name: (lambda c: c.mixing == "cmo") for name in CMO_FIELDS},
+    "mixing": lambda c: c.mixing != "none",
+    "mixup_alpha": lambda c: c.mixing == "mixup",
+    "ldam_max_m": lambda c: c.loss == "ldam",
+    "ldam_s": lambda c: c.loss == "ldam",
+    "focal_gamma": lambda c: c.loss == "focal",
+    "reweight": lambda c: c.reweight != "none",
+    "drw_start": lambda c: c.reweight == "drw",
+    "drw_beta": lambda c: c.reweight == "drw",
+}
 _CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
             "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
             "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS,
-            "ccsam_direction": DIRECTIONS, "ccsam_magnitude": MAGNITUDES}
+            "ccsam_direction": DIRECTIONS, "ccsam_magnitude": MAGNITUDES, "reweight": ("none", "drw")}
 
 
 @dataclass(frozen=True)
@@ -97,9 +109,21 @@ class RunConfig:
     classifier: str = "linear"
     # method: loss x sampler x mixing x step strategy
     loss: str = "ce"
+    reweight: str = "none"              # "drw": effective-number class weights from epoch drw_start * epochs
+    drw_start: float = 0.8              # fraction of the epochs (LDAM-DRW / CMO: epoch 160 of 200)
+    drw_beta: float = 0.9999
+    ldam_max_m: float = 0.5             # LDAM's largest margin (the rarest class's)
+    ldam_s: float = 30.0                # LDAM's logit scale
+    focal_gamma: float = 1.0
     sampler: str = "instance"
-    mixing: str = "none"                # "mixup" (one lam ~ Beta(alpha, alpha) per batch); CMO in issue 8
+    mixing: str = "none"                # "mixup" (one lam ~ Beta(alpha, alpha) per batch) or "cmo"
     mixup_alpha: float = 1.0
+    # CMO (algorithms.md §5.2): a minority patch on p of the batches, in epochs start < e < epochs - end
+    cmo_prob: float = 0.5
+    cmo_beta: float = 1.0               # the box's lam ~ Beta(beta, beta)
+    cmo_alpha: float = 1.0              # the patch stream draws class c with weight n_c^(1 - alpha)
+    cmo_start: int = 3
+    cmo_end: int = 3
     step: str = "sgd"
     # SAM family (algorithms.md sections 4 and 6; see ltlib/optim/sam.py)
     rho: float = 0.05                   # radius of the perturbation ball (SAM / ASAM / ImbSAM)
@@ -159,9 +183,8 @@ class RunConfig:
 
     def hash(self) -> str:
         """A stable 10-hex-digit hash of everything that changes the result."""
-        skip = LABEL_FIELDS + EXECUTION_FIELDS + (SAM_FIELDS if self.step == "sgd" else ())
-        skip += (CCSAM_FIELDS if self.step != "ccsam" else ()) + (MIX_FIELDS if self.mixing == "none" else ())
-        payload = {k: v for k, v in self.to_dict().items() if k not in skip}
+        payload = {k: v for k, v in self.to_dict().items()
+                   if k not in LABEL_FIELDS + EXECUTION_FIELDS and _HASHED_WHEN.get(k, lambda c: True)(self)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -243,6 +266,24 @@ def _validate(cfg: RunConfig) -> None:
     if not 0 <= cfg.ccsam_flat_ratio <= 1:
         raise ConfigError(f"RunConfig.ccsam_flat_ratio: f weighs (1 - f) clean + f flat loss, so it must be in "
                           f"[0, 1]; got {cfg.ccsam_flat_ratio!r}")
+    if cfg.loss == "ldam" and cfg.classifier != "normed":
+        raise ConfigError("RunConfig.loss='ldam' needs the cosine classifier: set classifier='normed' (with a linear "
+                          "head, LDAM's scale s = 30 blows the logits up)")
+    if cfg.reweight == "drw" and cfg.loss == "cb_bce":
+        raise ConfigError("RunConfig.reweight='drw' re-weights ce, bs, ldam or focal; cb_bce has its own class weights")
+    if not 0 <= cfg.cmo_prob <= 1:
+        raise ConfigError(f"RunConfig.cmo_prob: CMO is applied to a batch with probability p, so p must be in "
+                          f"[0, 1]; got {cfg.cmo_prob!r}")
+    if not cfg.cmo_alpha >= 0:
+        raise ConfigError(f"RunConfig.cmo_alpha: the minority stream weighs class c by 1 / n_c^alpha; alpha must be "
+                          f">= 0 (0 = instance-balanced, 1 = class-balanced), got {cfg.cmo_alpha!r}")
+    if not cfg.cmo_beta > 0 or cfg.cmo_start < 0 or cfg.cmo_end < 0:
+        raise ConfigError("RunConfig: cmo_beta must be > 0 and cmo_start, cmo_end >= 0")
+    if not 0 <= cfg.drw_start <= 1 or not 0 <= cfg.drw_beta < 1:
+        raise ConfigError(f"RunConfig: drw_start is a fraction of the epochs in [0, 1] and drw_beta is in [0, 1); "
+                          f"got {cfg.drw_start!r} and {cfg.drw_beta!r}")
+    if not cfg.ldam_max_m > 0 or not cfg.ldam_s > 0 or not cfg.focal_gamma >= 0:
+        raise ConfigError("RunConfig: ldam_max_m and ldam_s must be > 0 and focal_gamma >= 0")
     if cfg.step == "ccsam" and cfg.classifier != "linear":
         raise ConfigError("RunConfig.step='ccsam' perturbs a linear classifier: set classifier='linear'")
     if not cfg.weight_decay >= 0:
@@ -330,13 +371,27 @@ RECIPES.add("ccsam", Recipe(
                eval_every=10, width=0.5, ccsam_radius=QUICK_CCSAM_RADIUS),
 ), "CC-SAM stage 1 (Cifar10.json): mixup, (1-f) clean + f per-class perturbed-classifier CE, f 0.3, r 1e-6")
 
+RECIPES.add("cmo", Recipe(
+    # CMO / LDAM-DRW cifar_train.py (algorithms.md §5.3): ResNet-32, batch 128, SGD lr 0.1 WD 2e-4, warm-up to
+    # epoch 5, x0.01 after 160 and x0.0001 after 180 of 200; DRW from epoch 160; CMO p 0.5, beta 1, alpha 1,
+    # off in the first 4 and last 3 epochs. The loss, re-weighting and mixing are the notebook's variables.
+    common=dict(model="resnet32", loss="ce", momentum=0.9, subset="shuffle", schedule="warmup_multistep",
+                drw_start=0.8, drw_beta=0.9999, cmo_prob=0.5, cmo_beta=1.0, cmo_alpha=1.0),
+    paper=dict(epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=5, eval_every=1,
+               cmo_start=3, cmo_end=3),
+    # CPU scale: the same schedule scaled to 30 epochs (warm-up 2 epochs, drops after 24 and 27, DRW from 24),
+    # CMO off in the first 2 and the last epoch; width 0.5 and WD 5e-4 as the `ce` recipe's quick scale
+    quick=dict(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=2, eval_every=10, width=0.5,
+               cmo_start=1, cmo_end=1),
+), "CMO / LDAM-DRW: ResNet-32, SGD lr 0.1, warm-up then x0.01 / x0.0001 at 80% / 90%, DRW at 80%; CMO p 0.5")
+
 PROFILES: Registry[dict] = Registry("profile")
 PROFILES.add("paper", dict(val_split="none"), "the published recipe at full scale (meant for a GPU)")
 PROFILES.add("quick", dict(n_max=1000, val_split="unused", val_per_class=100),
              "CPU tutorial scale: head class 1,000 images (2,478 at IF=100), ResNet-32 width 0.5, 30 epochs")
 PROFILES.add("smoke", dict(n_max=200, val_split="unused", val_per_class=20, test_per_class=100, width=0.25,
-                           epochs=2, warmup_epochs=0, eval_every=1),
-             "tests: 492 images at IF=100, width 0.25, 2 epochs, 1,000 test images (seconds on CPU)")
+                           epochs=2, warmup_epochs=0, eval_every=1, cmo_start=0, cmo_end=0),
+             "tests: 492 images at IF=100, width 0.25, 2 epochs (CMO on in the second), 1,000 test images")
 
 
 def make_config(profile: str = "quick", recipe: str = "ce", dataset: str = "fashion_mnist_lt",

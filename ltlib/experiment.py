@@ -28,7 +28,7 @@ from .data.samplers import build_sampler
 from .env import configure_threads, environment, resolve_device, seed_everything
 from .errors import CheckpointError
 from .evaluate import evaluate
-from .losses import build_loss
+from .losses import DRW, build_loss
 from .models import build_model, classifier_weight
 from .optim.schedules import build_schedule
 from .optim.ccsam import CCSAMOptions
@@ -169,11 +169,32 @@ def build_stage1(config: RunConfig, data: LongTailData, device: torch.device, **
                           config.optimizer_impl)
     step = build_step(config.step, optimizer, autocast_for(config.precision, device), model=model,
                       options=step_options(config, data.class_counts.tolist()))
-    loader = train_loader(config, data, config.sampler, config.batch_size, device,
-                          mix=build_mixing(config.mixing, config.mixup_alpha))
-    return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist()),
-                 build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs), loader,
+    return Setup(model, optimizer, step, loss_for(config, data.class_counts.tolist()),
+                 build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
+                 stage1_loader(config, data, device),
                  epoch_log=getattr(step, "epoch_log", None))
+
+
+def mixing_options(config: RunConfig) -> dict:
+    """The options of ``config``'s mixing rule."""
+    if config.mixing == "mixup":
+        return {"alpha": config.mixup_alpha}
+    if config.mixing == "cmo":
+        return dict(prob=config.cmo_prob, beta=config.cmo_beta, alpha=config.cmo_alpha, epochs=config.epochs,
+                    start=config.cmo_start, end=config.cmo_end)
+    return {}
+
+
+def loss_for(config: RunConfig, class_counts: list[int]) -> nn.Module:
+    """``config``'s loss on the training counts, with DRW class weights when ``reweight="drw"``."""
+    kwargs: dict = {}
+    if config.reweight == "drw":
+        kwargs["drw"] = DRW(class_counts, int(config.drw_start * config.epochs), config.drw_beta)
+    if config.loss == "ldam":
+        kwargs.update(max_m=config.ldam_max_m, s=config.ldam_s)
+    if config.loss == "focal":
+        kwargs["gamma"] = config.focal_gamma
+    return build_loss(config.loss, class_counts, **kwargs)
 
 
 def step_options(config: RunConfig, class_counts: list[int]) -> SAMOptions | CCSAMOptions:
@@ -202,6 +223,17 @@ def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size
         flip=config.flip, seed=config.seed, drop_last=config.drop_last if drop_last is None else drop_last,
         channels_last=config.channels_last, device=device, mix=mix,
     )
+
+
+def stage1_loader(config: RunConfig, data: LongTailData, device: torch.device) -> DeviceLoader:
+    """The loader a stage-1 run trains on: the config's sampler, batch size, augmentation and mixing rule."""
+    return train_loader(config, data, config.sampler, config.batch_size, device,
+                        mix=build_mixing(config.mixing, **mixing_options(config)))
+
+
+def sample_batch(config: RunConfig, data: LongTailData, epoch: int = 0, device: str | torch.device = "cpu"):
+    """The first training batch of ``epoch`` as ``config`` draws it (augmented, normalised, mixed)."""
+    return next(iter(stage1_loader(config, data, resolve_device(device)).epoch(epoch)))
 
 
 def training_module(model: nn.Module, config: RunConfig) -> nn.Module:

@@ -1,8 +1,14 @@
 """Losses return per-sample values (reduction none) so step strategies can group samples.
 
-Each loss is built from the training class counts (``class_counts``), which later losses (LDAM,
-Balanced Softmax, class-balanced weights) need. Logits are promoted to float32 first, so the loss
-is computed in fp32 under bf16 autocast.
+Each loss is built from the training class counts (``class_counts``), which LDAM, Balanced Softmax and
+the class weights need. Logits are promoted to float32 first, so the loss is computed in fp32 under bf16
+autocast.
+
+Class weights (DRW, algorithms.md §1.6) follow PyTorch's ``CrossEntropyLoss(weight=w)``: the batch loss
+is sum_i w_{y_i} l_i / sum_i w_{y_i}. A per-sample loss returns ``w_{y_i} l_i * B / sum_j w_{y_j}``, so the
+batch *mean* is PyTorch's value; under mixed targets each label set is normalised on its own, as CMO's
+two criterion calls are. A loss with DRW switches its weights in ``start_epoch(epoch)``, which the
+training loop calls before each epoch (so a resumed run switches at the same epoch).
 """
 from __future__ import annotations
 
@@ -12,17 +18,110 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import ConfigError
 from .registry import Registry
 
 
-class CrossEntropy(nn.Module):
-    """Plain cross-entropy, one value per sample."""
+class DRW:
+    """Deferred re-weighting: no class weights before ``start`` (0-based epoch), effective-number weights
+    with ``beta`` from then on (LDAM-DRW / CMO: ``beta = [0, 0.9999][epoch // 160]``)."""
 
-    def __init__(self, class_counts: Sequence[int] | None = None) -> None:
+    def __init__(self, class_counts: Sequence[int], start: int, beta: float = 0.9999) -> None:
+        if start < 0:
+            raise ConfigError(f"the DRW start epoch must be >= 0, got {start}")
+        self.start = start
+        self.weights = effective_number_weights(class_counts, beta)
+
+    def at(self, epoch: int) -> torch.Tensor | None:
+        """The class weights of ``epoch``: None (uniform) before the switch."""
+        return self.weights if epoch >= self.start else None
+
+
+class _PerSample(nn.Module):
+    """Shared machinery: optional DRW class weights, applied the way PyTorch's weighted CE normalises them."""
+
+    def __init__(self, drw: DRW | None = None) -> None:
         super().__init__()
+        self.drw = drw
+        self.weight: torch.Tensor | None = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self.weight = self.drw.at(epoch) if self.drw is not None else None
+
+    def weighted(self, losses: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return losses
+        w = self.weight.to(losses.device)[labels]
+        return losses * w * (len(w) / w.sum())
+
+
+class CrossEntropy(_PerSample):
+    """Cross-entropy, one value per sample; class-weighted after the DRW switch when given one."""
+
+    def __init__(self, class_counts: Sequence[int] | None = None, drw: DRW | None = None) -> None:
+        super().__init__(drw)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels, reduction="none")
+        return self.weighted(F.cross_entropy(logits.float(), labels, reduction="none"), labels)
+
+
+class BalancedSoftmax(_PerSample):
+    """Balanced Softmax (CMO's ``BalancedSoftmaxLoss``): CE on ``logits + log(n_c / N)``. Training only: the
+    model's raw logits are what evaluation uses, so the prior is removed at test time by construction."""
+
+    def __init__(self, class_counts: Sequence[int], drw: DRW | None = None) -> None:
+        super().__init__(drw)
+        counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
+        self.register_buffer("log_prior", (counts / counts.sum()).log().float())
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        adjusted = logits.float() + self.log_prior.to(logits.device)
+        return self.weighted(F.cross_entropy(adjusted, labels, reduction="none"), labels)
+
+
+def ldam_margins(class_counts: Sequence[int], max_m: float = 0.5) -> torch.Tensor:
+    """m_c proportional to n_c^(-1/4), scaled so that the rarest class's margin is ``max_m``."""
+    counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
+    m = counts.pow(-0.25)
+    return (m * (max_m / m.max())).float()
+
+
+class LDAM(_PerSample):
+    """LDAM (Cao et al.): subtract m_y from the target logit, scale every logit by s, then (weighted) CE.
+
+    It expects cosine logits in [-1, 1] from a ``NormedLinear`` head; with s = 30 an unnormalised head's
+    logits blow up, so the config refuses ``loss="ldam"`` without ``classifier="normed"``.
+    """
+
+    def __init__(self, class_counts: Sequence[int], max_m: float = 0.5, s: float = 30.0,
+                 drw: DRW | None = None) -> None:
+        super().__init__(drw)
+        if not max_m > 0 or not s > 0:
+            raise ConfigError(f"LDAM needs max_m > 0 and s > 0, got {max_m} and {s}")
+        self.s = s
+        self.register_buffer("margins", ldam_margins(class_counts, max_m))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = logits.float()
+        margin = F.one_hot(labels, x.shape[1]).float() * self.margins.to(x.device)[labels][:, None]
+        return self.weighted(F.cross_entropy(self.s * (x - margin), labels, reduction="none"), labels)
+
+
+class Focal(_PerSample):
+    """Focal loss as LDAM-DRW's code computes it: l = CE with the class weight inside (not normalised),
+    p = exp(-l), loss (1 - p)^gamma * l, averaged over the batch."""
+
+    def __init__(self, class_counts: Sequence[int] | None = None, gamma: float = 1.0, drw: DRW | None = None) -> None:
+        super().__init__(drw)
+        if not gamma >= 0:
+            raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        if self.weight is not None:
+            ce = ce * self.weight.to(ce.device)[labels]
+        return (1 - torch.exp(-ce)).pow(self.gamma) * ce
 
 
 def effective_number_weights(class_counts: Sequence[int], beta: float) -> torch.Tensor:
@@ -57,6 +156,9 @@ class ClassBalancedBCE(nn.Module):
 
 LOSSES: Registry = Registry("loss")
 LOSSES.add("ce", CrossEntropy, "cross-entropy")
+LOSSES.add("bs", BalancedSoftmax, "Balanced Softmax: CE on logits + log prior (training only)")
+LOSSES.add("ldam", LDAM, "LDAM: margin m_c ~ n_c^(-1/4) (max_m) on the target logit, scale s; needs classifier='normed'")
+LOSSES.add("focal", Focal, "focal loss (1 - p)^gamma * CE, as LDAM-DRW's code computes it")
 LOSSES.add("cb_bce", ClassBalancedBCE,
            "weight balancing's class-balanced loss: BCE on softmax probabilities, effective-number weights")
 

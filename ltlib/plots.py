@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.patches import Patch
 
 from .data.datasets import LongTailData
@@ -243,3 +244,28 @@ def _short_names(names: Sequence[str]) -> list[str]:
 
 def _wrap(text: str, width: int = 100) -> str:
     return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_mixed_batch(images, targets, class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
+                     count: int = 8) -> plt.Figure:
+    """The first ``count`` images of a mixed batch, titled with both labels and their weights."""
+    from .data.mixing import MixedTargets
+
+    n = min(count, len(images))
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.2))
+    axes = np.atleast_1d(axes)
+    x = images[:n].detach().float().cpu()
+    x = x * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+    for i, ax in enumerate(axes):
+        img = x[i].clamp(0, 1).permute(1, 2, 0).numpy()
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if isinstance(targets, MixedTargets):
+            w = float(targets.weight) if targets.weight.ndim == 0 else float(targets.weight[i])
+            ax.set_title(f"{class_names[int(targets.labels[i])]} {w:.2f}\n"
+                         f"{class_names[int(targets.other[i])]} {1 - w:.2f}", fontsize=7)
+        else:
+            ax.set_title(class_names[int(targets[i])], fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -46,8 +46,9 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss
     step_losses = torch.zeros(steps, device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     seen = 0
-    if hasattr(step, "start_epoch"):
-        step.start_epoch(epoch)
+    for part in (step, loss_fn):     # epoch-dependent parts: CC-SAM's stage-2 alpha, DRW's class weights
+        if hasattr(part, "start_epoch"):
+            part.start_epoch(epoch)
     for i, (images, targets) in enumerate(loader.epoch(epoch)):
         set_lr(step.optimizer, schedule(epoch, i, steps))
         out = step(model, images, targets, loss_fn)

@@ -64,10 +64,15 @@ class DeviceLoader:
         augment = epoch_generator(self.seed, epoch, _AUGMENT_STREAM, self.device)
         mix_gen = epoch_generator(self.seed, epoch, _MIX_STREAM, self.device)
         mix_rng = np.random.default_rng(derived_seed(self.seed, epoch, _MIX_STREAM))
+        if hasattr(self.mix, "start_epoch"):
+            self.mix.start_epoch(self, epoch)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
-            images = self.images[idx]
-            if self.padding or self.flip:
-                images = pad_crop_flip(images, self.padding, self.flip, augment)
-            yield self.mix(normalize(images, self.mean, self.std, self.channels_last), self.labels[idx],
-                           mix_rng, mix_gen)
+            yield self.mix(self.fetch(idx, augment), self.labels[idx], mix_rng, mix_gen)
+
+    def fetch(self, idx: torch.Tensor, augment: torch.Generator) -> torch.Tensor:
+        """The images at ``idx``, augmented with ``augment`` and normalised (a batch, or CMO's patches)."""
+        images = self.images[idx]
+        if self.padding or self.flip:
+            images = pad_crop_flip(images, self.padding, self.flip, augment)
+        return normalize(images, self.mean, self.std, self.channels_last)

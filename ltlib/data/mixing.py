@@ -4,7 +4,11 @@ A rule is the loader's last stage, after augmentation and normalisation. ``"none
 and its integer labels alone (and draws nothing, so runs without mixing are unchanged). ``"mixup"``
 mixes each image with a permuted partner, ``lam * x + (1 - lam) * x[perm]``, with one
 ``lam ~ Beta(alpha, alpha)`` per batch, as CC-SAM's released code (and Zhang et al.'s mixup) does.
-CMO (issue 8) will be a further rule. Losses see mixed targets through :func:`mixed_losses`.
+``"cmo"`` pastes a box from a minority-weighted second batch (CMO, algorithms.md §5.2). Losses see mixed
+targets through :func:`mixed_losses`.
+
+A rule may define ``start_epoch(loader, epoch)``; the loader calls it before each epoch (CMO draws its
+minority stream there, from its own seeded generator).
 """
 from __future__ import annotations
 
@@ -13,8 +17,12 @@ from typing import NamedTuple, Union
 import numpy as np
 import torch
 
+from ..env import derived_seed
 from ..errors import ConfigError
 from ..registry import Registry
+from .samplers import ClassPowerSampler
+
+_CMO_STREAM = 3
 
 
 class MixedTargets(NamedTuple):
@@ -70,10 +78,75 @@ class Mixup:
         return mixed, MixedTargets(labels, labels[perm], weight)
 
 
+def cmo_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """CMO's (CutMix's) ``rand_bbox``: side ``int(H sqrt(1 - lam))``, a uniform integer centre, half-widths
+    floored, clipped to the image. Returns (row0, row1, col0, col1)."""
+    cut = np.sqrt(1.0 - lam)
+    h, w = int(height * cut), int(width * cut)
+    cy, cx = int(rng.integers(height)), int(rng.integers(width))
+    return (int(np.clip(cy - h // 2, 0, height)), int(np.clip(cy + h // 2, 0, height)),
+            int(np.clip(cx - w // 2, 0, width)), int(np.clip(cx + w // 2, 0, width)))
+
+
+class CMO:
+    """Context-rich minority oversampling: on a batch from the usual stream (the background), paste one box
+    cut from a batch of the minority stream (classes drawn with weight n_c^(1 - alpha), with replacement)
+    at the same place. One lam ~ Beta(beta, beta) and one box per batch; applied with probability ``prob``
+    per batch, and only in epochs ``start < e < epochs - end``. The label weight lam' = 1 - box area / image
+    area (recomputed from the clipped box) goes to the background label, 1 - lam' to the patch's.
+    """
+
+    def __init__(self, prob: float = 0.5, beta: float = 1.0, alpha: float = 1.0, epochs: int = 200,
+                 start: int = 3, end: int = 3) -> None:
+        if not 0 <= prob <= 1:
+            raise ConfigError(f"CMO prob must be in [0, 1] (the chance a batch is mixed), got {prob}")
+        if not alpha >= 0:
+            raise ConfigError(f"CMO alpha must be >= 0 (0 = instance-balanced patches, 1 = class-balanced), got {alpha}")
+        if not beta > 0:
+            raise ConfigError(f"CMO beta must be > 0, got {beta}")
+        self.prob, self.beta, self.alpha = prob, beta, alpha
+        self.epochs, self.start, self.end = epochs, start, end
+        self.active = False
+
+    def is_active(self, epoch: int) -> bool:
+        return self.start < epoch < self.epochs - self.end
+
+    def start_epoch(self, loader, epoch: int) -> None:
+        """Draw this epoch's minority stream: N indices with replacement, on the device."""
+        self.loader, self.active = loader, self.is_active(epoch)
+        if not self.active:
+            return
+        gen = torch.Generator(device=loader.device).manual_seed(derived_seed(loader.seed, epoch, _CMO_STREAM))
+        self.order = ClassPowerSampler(loader.labels, self.alpha).epoch_indices(gen)
+        self.augment = gen
+        self.position = 0
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
+                 generator: torch.Generator) -> tuple[torch.Tensor, Targets]:
+        if not self.active:
+            return images, labels
+        n = len(labels)
+        if self.position + n > len(self.order):    # the reference restarts its patch loader when exhausted
+            self.position = 0
+        idx = self.order[self.position:self.position + n]
+        self.position += n
+        if rng.random() >= self.prob:
+            return images, labels
+        lam = float(rng.beta(self.beta, self.beta))
+        r0, r1, c0, c1 = cmo_box(images.shape[2], images.shape[3], lam, rng)
+        patch = self.loader.fetch(idx, self.augment)
+        images[:, :, r0:r1, c0:c1] = patch[:, :, r0:r1, c0:c1]
+        kept = 1.0 - (r1 - r0) * (c1 - c0) / (images.shape[2] * images.shape[3])
+        weight = torch.tensor(kept, dtype=torch.float32, device=images.device)
+        return images, MixedTargets(labels, self.loader.labels[idx], weight)
+
+
 MIXINGS: Registry = Registry("mixing")
-MIXINGS.add("none", lambda alpha=1.0: NoMixing(), "no mixing: images and integer labels as they are")
+MIXINGS.add("none", lambda **_: NoMixing(), "no mixing: images and integer labels as they are")
 MIXINGS.add("mixup", Mixup, "input mixup: one lam ~ Beta(alpha, alpha) per batch, a random partner per image")
+MIXINGS.add("cmo", CMO, "CMO: a box from a minority-weighted batch pasted on p of the batches, labels mixed by area")
 
 
-def build_mixing(name: str, alpha: float = 1.0):
-    return MIXINGS.get(name)(alpha=alpha)
+def build_mixing(name: str, **options) -> NoMixing | Mixup | CMO:
+    """The mixing rule ``name`` with its options (mixup: alpha; CMO: prob, beta, alpha, epochs, start, end)."""
+    return MIXINGS.get(name)(**options)
