@@ -144,7 +144,7 @@ def test_logit_shift_is_the_explicit_per_class_epsilon_along_g_c_with_the_formul
             assert float(e[name].norm()) == pytest.approx(float(want), rel=1e-5)
             assert float(F.cosine_similarity(e[name].flatten(), gt.flatten(), dim=0)) == pytest.approx(1.0, abs=1e-6)
     # the Gram-matrix norms agree with the explicit per-class gradients
-    norm_w, norm_b, _, _ = step.class_gradient_norms(grads, feats, y)
+    norm_w, norm_b, _, _, _ = step.class_gradient_norms(grads, feats, y)
     c = int(y[0])
     g = torch.autograd.grad(ce(model(x[y == c]), y[y == c]).mean(), [model.classifier.weight, model.classifier.bias])
     assert float(norm_w[0]) == pytest.approx(float(g[0].norm()), rel=1e-5)

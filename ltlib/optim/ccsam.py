@@ -129,7 +129,8 @@ class CCSAMStep:
 
     @torch.no_grad()
     def class_gradient_norms(self, grads: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor):
-        """Per sample j: ||g_{y_j}^W|| and ||g_{y_j}^b||, and the tensors the logit shift reuses."""
+        """Per sample j: ||g_{y_j}^W|| and ||g_{y_j}^b||, and the tensors the logit shift and the log reuse: the
+        same-class matrix, 1 / the batch count of y_j, and m_j G_j."""
         same = (labels[:, None] == labels[None, :]).float()            # B x B: same class
         m = 1.0 / same.sum(1)                                          # 1 / batch count of y_i
         mg = grads * m[:, None]                                        # m_i G_i
@@ -138,7 +139,7 @@ class CCSAMStep:
         # ||g_c||^2 is the double sum over i, j in c: row sums, then summed over the class's rows
         norm_w = torch.sqrt((same @ (same * gram_g * gram_z).sum(1)).clamp(min=0))
         norm_b = torch.sqrt((same @ (same * gram_g).sum(1)).clamp(min=0))
-        return norm_w, norm_b, same, mg
+        return norm_w, norm_b, same, m, mg
 
     def radii(self, norm_w: torch.Tensor, norm_b: torch.Tensor, labels: torch.Tensor,
               theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,10 +158,10 @@ class CCSAMStep:
         ``feats`` is in the graph (the backbone's gradient flows through it); eps itself is a constant.
         """
         zd = feats.detach()
-        norm_w, norm_b, same, mg = self.class_gradient_norms(grads, zd, labels)
+        norm_w, norm_b, same, m, mg = self.class_gradient_norms(grads, zd, labels)
         theta = self.theta_norm()
         rad_w, rad_b = self.radii(norm_w, norm_b, labels, theta)
-        self._log(rad_w, rad_b, labels, same, theta)
+        self._log(rad_w, rad_b, labels, m, theta)
         if self.options.direction == "random":
             return self._random_shift(feats, labels, rad_w, rad_b)
         s_w = (rad_w / (norm_w + self.guard))[:, None]
@@ -188,11 +189,11 @@ class CCSAMStep:
         return shift
 
     @torch.no_grad()
-    def _log(self, rad_w: torch.Tensor, rad_b: torch.Tensor, labels: torch.Tensor, same: torch.Tensor,
+    def _log(self, rad_w: torch.Tensor, rad_b: torch.Tensor, labels: torch.Tensor, once: torch.Tensor,
              theta: torch.Tensor) -> None:
-        """Accumulate ||eps_c|| / ||theta|| once per class and step, on the device."""
+        """Accumulate ||eps_c|| / ||theta|| once per class and step, on the device (``once``: 1 / the batch
+        count of each sample's class, so each class adds one value per step)."""
         total = torch.sqrt(rad_w ** 2 + (rad_b ** 2 if self.head.bias is not None else 0))
-        once = 1.0 / same.sum(1)
         self._ratio_sum.index_add_(0, labels, total / theta * once)
         self._ratio_seen.index_add_(0, labels, once)
 
