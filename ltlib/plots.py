@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.patches import Patch
 
@@ -267,5 +268,150 @@ def plot_mixed_batch(images, targets, class_names: Sequence[str], mean: Sequence
                          f"{class_names[int(targets.other[i])]} {1 - w:.2f}", fontsize=7)
         else:
             ax.set_title(class_names[int(targets[i])], fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- sharpness (notebook 06)
+
+def _colors(labels: Sequence[str]) -> dict:
+    """A distinct colour per label: the default cycle up to 10 labels, tab20 beyond."""
+    if len(labels) <= 10:
+        return {label: f"C{i}" for i, label in enumerate(labels)}
+    cmap = plt.get_cmap("tab20")
+    return {label: cmap(i % 20) for i, label in enumerate(labels)}
+
+
+def plot_perturbation_spread(spreads: Mapping[str, pd.DataFrame], scopes: Sequence[str] = ("overall", "many", "few"),
+                             title: str = "") -> plt.Figure:
+    """Loss increase against the perturbation size sigma, one line per model and a panel per scope; the bars
+    are the standard deviation over the random draws (the spread the CC-SAM poster compares)."""
+    fig, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 3.6), sharey=False)
+    axes = np.atleast_1d(axes)
+    colors = _colors(list(spreads))
+    for ax, scope in zip(axes, scopes):
+        for label, table in spreads.items():
+            part = table[table["scope"] == scope].groupby("sigma")["loss_increase"]
+            mean, std = part.mean(), part.std().fillna(0)
+            ax.errorbar(mean.index, mean.to_numpy(), yerr=std.to_numpy(), color=colors[label], marker="o", ms=3,
+                        capsize=2, lw=1.2, label=label)
+        ax.set_yscale("symlog", linthresh=1e-2)
+        sigmas = sorted({float(v) for t in spreads.values() for v in t["sigma"]})
+        if len(sigmas) > 1 and sigmas[0] > 0:
+            ax.set_xscale("log")
+            ax.set_xticks(sigmas, [f"{v:g}" for v in sigmas])
+            ax.minorticks_off()
+        ax.set_xlabel(r"$\sigma$ (relative, per filter)")
+        ax.set_title(scope, fontsize=10)
+    axes[0].set_ylabel("loss increase over the unperturbed model")
+    axes[-1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        fig.suptitle(_wrap(title, 140), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_draws(spreads: Mapping[str, pd.DataFrame], sigma: float, scope: str = "overall") -> plt.Figure:
+    """The CC-SAM poster's picture: each model's loss after each random perturbation of size ``sigma``
+    (dots) against its unperturbed loss (a bar)."""
+    labels = list(spreads)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(labels)), 3.8))
+    colors = _colors(labels)
+    for j, label in enumerate(labels):
+        t = spreads[label]
+        part = t[(t["scope"] == scope) & np.isclose(t["sigma"], sigma)]
+        clean = float((part["loss"] - part["loss_increase"]).iloc[0])
+        ax.hlines(clean, j - 0.3, j + 0.3, color="black", lw=2, label="unperturbed" if j == 0 else None)
+        ax.scatter(np.full(len(part), j), part["loss"], color=colors[label], s=18, zorder=3)
+    ax.set_xticks(np.arange(len(labels)), labels, fontsize=8, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{scope} loss")
+    ax.set_title(f"loss after each random perturbation, sigma = {sigma:g} (dots) and without one (bar)", fontsize=9)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_group_curvature(hessians: Mapping[str, pd.DataFrame],
+                         scopes: Sequence[str] = ("overall", "many", "medium", "few")) -> plt.Figure:
+    """Top Hessian eigenvalue (top) and trace (bottom, with Hutchinson's standard error) per model and scope.
+    The axis is logarithmic above 1 and linear around 0, so a negative value (a saddle) still shows."""
+    labels = list(hessians)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.75 * len(labels) + 2), 6.4), sharex=True)
+    x = np.arange(len(labels))
+    width = 0.8 / len(scopes)
+    colors = {"overall": "#777777", **GROUP_COLORS}
+    for ax, column in zip(axes, ("top_eigenvalue", "trace")):
+        for i, scope in enumerate(scopes):
+            vals, errs = [], []
+            for label in labels:
+                row = hessians[label].set_index("scope").reindex([scope]).iloc[0]
+                vals.append(row.get(column, np.nan))
+                errs.append(row.get("trace_se", 0.0) if column == "trace" else 0.0)
+            ax.bar(x + (i - (len(scopes) - 1) / 2) * width, vals, width, yerr=errs, color=colors.get(scope, f"C{i}"),
+                   label=scope, capsize=1.5, error_kw={"lw": 0.8})
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_ylabel({"top_eigenvalue": "top eigenvalue", "trace": "trace (Hutchinson)"}[column])
+    axes[1].set_xticks(x, labels, fontsize=8, rotation=30, ha="right")
+    axes[0].legend(frameon=False, fontsize=8, ncol=len(scopes))
+    fig.tight_layout()
+    return fig
+
+
+def plot_landscapes_1d(landscapes: Mapping[str, pd.DataFrame], scopes: Sequence[str] = ("overall", "few"),
+                       direction: str | None = None) -> plt.Figure:
+    """Loss along one direction (``alpha`` = 0 is the trained model), one line per model, a panel per scope."""
+    fig, axes = plt.subplots(1, len(scopes), figsize=(4.6 * len(scopes), 3.6))
+    axes = np.atleast_1d(axes)
+    colors = _colors(list(landscapes))
+    for ax, scope in zip(axes, scopes):
+        for label, table in landscapes.items():
+            part = table[table["scope"] == scope]
+            if direction is not None:
+                part = part[part["direction"] == direction]
+            for k, (name, line) in enumerate(part.groupby("direction", sort=False)):
+                ax.plot(line["alpha"], line["loss"], color=colors[label], ls=("-", "--", ":")[k % 3],
+                        label=label if direction is not None or part["direction"].nunique() == 1 else f"{label}: {name}")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$\alpha$ (filter-normalised step)")
+        ax.set_ylabel(f"{scope} loss")
+        ax.set_title(scope + (f", {direction} direction" if direction else ""), fontsize=10)
+    axes[-1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_landscape_2d(grids: Mapping[str, Mapping[str, np.ndarray]], levels: int = 12) -> plt.Figure:
+    """Contours of log10 loss on a plane of two filter-normalised random directions, one panel per model,
+    on shared levels so the basins compare."""
+    labels = list(grids)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.4 * len(labels), 3.9), layout="constrained")
+    axes = np.atleast_1d(axes)
+    logs = {label: np.log10(np.maximum(grids[label]["loss"], 1e-6)) for label in labels}
+    lo, hi = min(v.min() for v in logs.values()), max(v.max() for v in logs.values())
+    bounds = np.linspace(lo, hi, levels)
+    for ax, label in zip(axes, labels):
+        g = grids[label]
+        cs = ax.contourf(g["alphas"], g["betas"], logs[label], levels=bounds, cmap="viridis")
+        ax.contour(g["alphas"], g["betas"], logs[label], levels=bounds, colors="white", linewidths=0.4)
+        ax.plot(0, 0, marker="*", color="red", ms=9)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel(r"$\alpha$")
+        ax.set_ylabel(r"$\beta$")
+    fig.colorbar(cs, ax=list(axes), label="log10 loss")
+    return fig
+
+
+def plot_sharpness_vs_accuracy(table: pd.DataFrame, x: str, y: str, xlog: bool = True) -> plt.Figure:
+    """One point per model (the table's index as labels): a sharpness measure against an accuracy."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (label, row) in enumerate(table.iterrows()):
+        ax.scatter(row[x], row[y], color=f"C{i % 10}", s=30)
+        ax.annotate(label, (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if xlog:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
     fig.tight_layout()
     return fig

@@ -1,0 +1,162 @@
+"""One call per trained run: every analysis of notebook 06, cached beside the run, and the table that
+ties sharpness to accuracy.
+
+The result is stored as ``sharpness-<key>.json`` in the run's folder, the key hashing the settings, the
+seed, the directions and :data:`ANALYSIS_VERSION` (bump it when a change alters the numbers), so a
+rerun of the notebook only analyses what it has not analysed before.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import io
+from ..experiment import Run, load_data
+from ..optim.sam import tail_classes_from_counts
+from .analysis import ascent_direction, hessian_by_group, landscape_1d, perturbation_spread, random_directions
+from .probe import Probe, make_probe
+from .settings import AnalysisSettings
+
+ANALYSIS_VERSION = 1
+
+
+@dataclass
+class RunSharpness:
+    """The analyses of one run: perturbation spread, per-scope Hessian, 1-D landscape (long tables)."""
+
+    spread: pd.DataFrame
+    hessian: pd.DataFrame
+    landscape: pd.DataFrame
+    probe: str
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"spread": self.spread.to_dict("records"), "hessian": self.hessian.to_dict("records"),
+                "landscape": self.landscape.to_dict("records"), "probe": self.probe, "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunSharpness":
+        return cls(pd.DataFrame(d["spread"]), pd.DataFrame(d["hessian"]), pd.DataFrame(d["landscape"]),
+                   d["probe"], float(d["seconds"]))
+
+
+def probe_for(run: Run, settings: AnalysisSettings, seed: int = 0, device: torch.device | str | None = None,
+              loss: str = "predict") -> Probe:
+    """The run's own training images (at most ``settings.probe_per_class`` per class), with its analysis loss
+    (``loss``: see :func:`~ltlib.sharpness.probe.make_probe`)."""
+    device = device or next(run.model.parameters()).device
+    data = load_data(run.config.data_config)
+    return make_probe(data, run.config, per_class=settings.probe_per_class, seed=seed, device=device, loss=loss)
+
+
+def _key(settings: AnalysisSettings, seed: int, ascent_eta: int | None) -> str:
+    blob = json.dumps({"settings": dataclasses.asdict(settings), "seed": seed, "ascent_eta": ascent_eta,
+                       "version": ANALYSIS_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def analyse_run(run: Run, settings: AnalysisSettings, *, seed: int = 0, ascent_eta: int | None = None,
+                cache: bool = True, progress: bool = False) -> RunSharpness:
+    """Perturbation spread, Hessian by group and a 1-D landscape of ``run``'s model (cached in its folder).
+
+    The landscape runs along one filter-normalised random direction; with ``ascent_eta`` it also runs
+    along SAM's ascent direction (the probe-loss gradient) and ImbSAM's (the gradient of the classes with
+    fewer than ``ascent_eta`` training images).
+    """
+    path = run.path / f"sharpness-{_key(settings, seed, ascent_eta)}.json"
+    if cache and path.is_file():
+        return RunSharpness.from_json(io.read_json(path))
+    start = time.perf_counter()
+    model = run.model
+    probe = probe_for(run, settings, seed)
+    spread = perturbation_spread(model, probe, settings.sigmas, draws=settings.draws, seed=seed, progress=progress)
+    hessian = pd.concat([hessian_by_group(model, probe, max_images=settings.hessian_images,
+                                          iters=settings.hessian_iters, samples=settings.hessian_samples, seed=seed,
+                                          scale=scale, progress=progress)
+                         for scale in settings.hessian_scales], ignore_index=True)
+    directions = {"random": random_directions(model, 1, seed=seed)[0]}
+    if ascent_eta is not None:
+        directions["SAM ascent"] = ascent_direction(model, probe)
+        tail = tail_classes_from_counts(run.metrics["class_counts"], ascent_eta)
+        if tail:
+            directions["ImbSAM ascent"] = ascent_direction(model, probe, classes=tail)
+    alphas = np.linspace(-settings.alpha_range, settings.alpha_range, settings.alpha_points)
+    landscape = landscape_1d(model, probe, directions, alphas, progress=progress)
+    result = RunSharpness(spread, hessian, landscape, probe.description, time.perf_counter() - start)
+    if cache:
+        io.write_json(path, result.to_json())
+    return result
+
+
+def sharpness_table(results: Mapping[str, RunSharpness], runs: Mapping[str, Run], sigma: float) -> pd.DataFrame:
+    """One row per model: test accuracy (overall, many, few), the probe loss, the loss increase and its
+    spread over the draws at ``sigma``, and the top Hessian eigenvalue and trace per scope, raw (λ, tr)
+    and in filter-normalised coordinates (λ~, tr~) where measured."""
+    rows = {}
+    for label, res in results.items():
+        test = runs[label].result()
+        s = res.spread[np.isclose(res.spread["sigma"], sigma)].groupby("scope")
+        increase, spread = s["loss_increase"].mean(), s["loss"].std()
+        row = {"test overall": test["overall"], "test many": test["many"], "test few": test["few"],
+               "train loss": (s["loss"].mean() - increase).get("overall", np.nan),
+               "Δloss": increase.get("overall", np.nan), "spread": spread.get("overall", np.nan),
+               "Δloss many": increase.get("many", np.nan), "Δloss few": increase.get("few", np.nan)}
+        h = res.hessian
+        for scale, mark in (("none", ""), ("filter", "~")):
+            part = h[h["scale"] == scale].set_index("scope") if "scale" in h else h.iloc[:0]
+            if part.empty:
+                continue
+            for scope, suffix in (("overall", ""), ("many", " many"), ("few", " few")):
+                row[f"λ{mark}{suffix}"] = part["top_eigenvalue"].get(scope, np.nan)
+            for scope, suffix in (("overall", ""), ("few", " few")):
+                row[f"tr{mark}{suffix}"] = part["trace"].get(scope, np.nan)
+        rows[label] = row
+    table = pd.DataFrame(rows).T.astype(float)
+    table.attrs["sigma"] = sigma
+    return table
+
+
+def rank_correlations(table: pd.DataFrame, accuracy: str = "test few",
+                      measures: tuple[str, ...] | None = None) -> pd.Series:
+    """Spearman rank correlation of each sharpness measure (every non-accuracy column by default) with an
+    accuracy column, over the models."""
+    measures = measures or tuple(c for c in table.columns if not c.startswith("test") and c != "train loss")
+    ranks = table.astype(float).rank()
+    return pd.Series({m: float(np.corrcoef(ranks[m], ranks[accuracy])[0, 1]) for m in measures},
+                     name=f"Spearman with {accuracy}")
+
+
+def seed_table(analysed: Mapping[str, Sequence[tuple[Run, RunSharpness]]], sigma: float) -> pd.DataFrame:
+    """:func:`sharpness_table` for several seeds of each model: one row per (model, seed)."""
+    rows = []
+    for label, pairs in analysed.items():
+        for run, res in pairs:
+            row = sharpness_table({label: res}, {label: run}, sigma).iloc[0]
+            rows.append({"model": label, "seed": run.config.seed, **row.to_dict()})
+    return pd.DataFrame(rows).set_index(["model", "seed"])
+
+
+def sharper_count(per_seed: pd.DataFrame, first: str, second: str, measures: Sequence[str]) -> pd.DataFrame:
+    """Per measure: the mean of each model over the seeds, and in how many seeds ``second`` measures
+    sharper (larger) than ``first``, paired by seed."""
+    a, b = per_seed.loc[first], per_seed.loc[second]
+    seeds = a.index.intersection(b.index)
+    return pd.DataFrame({m: {f"{first} (mean)": a.loc[seeds, m].mean(), f"{second} (mean)": b.loc[seeds, m].mean(),
+                             f"seeds where {second} is sharper": f"{int((b.loc[seeds, m] > a.loc[seeds, m]).sum())} of {len(seeds)}"}
+                         for m in measures}).T
+
+
+def spread_at(model: torch.nn.Module, probe: Probe, sigma: float, *, draws: int = 5, norm: str = "filter",
+              seed: int = 0, scope: str = "overall") -> tuple[float, float]:
+    """The mean loss increase and the spread (std over ``draws``) of one scope at one sigma."""
+    table = perturbation_spread(model, probe, [sigma], draws=draws, norm=norm, seed=seed)
+    part = table[table["scope"] == scope]
+    return float(part["loss_increase"].mean()), float(part["loss"].std())

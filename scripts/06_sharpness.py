@@ -1,0 +1,309 @@
+# Generated from notebooks/06_sharpness.ipynb by `make scripts` (nbconvert). Edit the notebook, not this file.
+# Run: python scripts/06_sharpness.py  (LTLIB_PROFILE=smoke for a quick check)
+
+# # 06 · How sharp are the minima? Perturbation and curvature analysis of every model in the series
+# 
+# **The question.** The CC-SAM paper starts from an observation: perturb a trained long-tailed model a few times
+# at random and its loss moves more for LDAM-DRW (and GCL) than for plain cross-entropy, so the long-tailed methods
+# sit in *sharper* minima. Saddle-LongTail (Rangwani et al., NeurIPS 2022) looks per class and finds the tail
+# classes' loss sharper than the head's. Do these hold for the models notebooks 01–05 trained?
+# 
+# **What you will learn**
+# - three ways to measure sharpness, and what each one is blind to:
+#   1. **random perturbation** (the CC-SAM poster's protocol): the loss after $w + \sigma d$ for a few random,
+#      *filter-normalised* directions $d$ (each filter of $d$ has the norm of the weights' filter, Li et al. 2018);
+#   2. **curvature**: the top eigenvalue of the Hessian (power iteration) and its trace (Hutchinson), of the whole
+#      loss and of each group's loss (many / medium / few), both raw and in filter-normalised coordinates;
+#   3. **loss landscapes**: the loss along one or two such directions, and along the SAM and ImbSAM ascent directions;
+# - why raw Hessian eigenvalues do not compare across training recipes, and which measure does;
+# - whether sharpness says anything about tail accuracy on our data.
+# 
+# Every analysis runs on a fixed probe set: the model's own long-tailed training images (at most 100 per class in
+# the `quick` profile), without augmentation, with BatchNorm in eval mode, in fp32. The loss is cross-entropy on
+# the logits the model predicts with, for every method; for LDAM's cosine classifier the logits are scaled by its
+# $s = 30$, as its loss scales them (without the margins). Randomness comes from a seeded generator, so every
+# number below is reproducible, and each model's analysis is cached beside its run in `exp/`.
+# 
+# The models come from `exp/`: whatever notebooks 01–05 trained is loaded, anything missing is trained here at the
+# chosen profile (in the `quick` profile: 18 stage-1 runs of 75–90 s each, as timed in notebooks 01–05, and two
+# short stage-2 runs). With every model cached, the analysis took
+# 11 min 44 s in the `quick` profile on a 2-core CPU (25–38 s per model); a rerun reuses the cached analyses and
+# takes about 2 minutes (the 2-D slices and the extra noise checks are recomputed).
+
+# In[ ]:
+
+
+# Parameters (papermill: -p name value). LTLIB_PROFILE overrides `profile` for the exported script.
+dataset = "fashion_mnist_lt"
+imbalance_factor = 100
+profile = "quick"               # "smoke" (tests), "quick" (CPU, minutes), "paper" (GPU)
+# labels from ltlib.series.series_configs; None: every headline model of notebooks 01-05 (a few in "smoke")
+models = None
+# the first seed is analysed for every model; the `contrast` pair is analysed on all of them
+seeds = [0, 1, 2]
+contrast = ["05 CE", "05 LDAM-DRW"]                      # the poster's comparison (same recipe, same data)
+ascent_models = ["03 SGD", "03 SAM", "03 ImbSAM"]        # landscapes along the SAM / ImbSAM ascent too
+imbsam_eta = 20                 # ImbSAM's tail for its ascent direction: classes with fewer training images
+absolute_sigma = 0.0316         # a plain N(0, sigma^2) weight noise for the contrast pair (the poster's config: variance 1e-3)
+# None: the profile's analysis settings (ltlib.sharpness.ANALYSIS_PROFILES)
+sigmas = None
+report_sigma = None
+probe_per_class = None
+hessian_images = None
+device = "auto"
+
+
+# In[ ]:
+
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+
+import ltlib.plots as lp
+import ltlib.sharpness as S
+from ltlib.experiment import run, run_seeds
+from ltlib.notebook import resolve_profile, setup
+from ltlib.results import caption
+from ltlib.series import default_models, select, series_configs
+
+profile = resolve_profile(profile)
+dev = setup(device)
+settings = S.analysis_settings(profile, sigmas=sigmas, report_sigma=report_sigma, probe_per_class=probe_per_class,
+                               hessian_images=hessian_images)
+catalogue = series_configs(profile, dataset, imbalance_factor)
+configs = select(catalogue, models or default_models(profile))
+select(catalogue, contrast + ascent_models)      # a clear error for an unknown label
+sigma = settings.report_sigma
+print(settings)
+
+
+# ## 1. The models
+# 
+# One model per method, seed 0, each trained by the notebook named in its label with that notebook's defaults
+# (`ltlib.series` builds the same configs, so the runs come from the cache). Test accuracy in %, strict groups
+# (many > 100, few < 20 training images).
+
+# In[ ]:
+
+
+runs = {label: run(config.with_seed(seeds[0]), device=dev) for label, config in configs.items()}
+accuracy = pd.DataFrame({label: {g: r.result()[g] for g in ("overall", "many", "medium", "few")}
+                         for label, r in runs.items()}).T
+accuracy["run"] = [r.path.name for r in runs.values()]
+display(accuracy.round(1))
+print(caption(list(runs.values())[:1]))
+
+
+# ## 2. Analyse every model
+# 
+# For each model: the random perturbations (`settings.sigmas` × `settings.draws`), the Hessian of each scope
+# (overall, many, medium, few; at most `settings.hessian_images` images each, a seeded stratified choice), raw and
+# filter-scaled, and a 1-D landscape along one random direction (plus the SAM and ImbSAM ascent directions for
+# `ascent_models`). Two training subsets occur: notebooks 01–03 take the first $n_c$ images of each class
+# (weight balancing's and ImbSAM's code), 04–05 a seeded shuffle (LDAM-DRW's); each model is probed on its own.
+
+# In[ ]:
+
+
+results = {label: S.analyse_run(r, settings, ascent_eta=imbsam_eta if label in ascent_models else None, progress=True)
+           for label, r in runs.items()}
+for probe in dict.fromkeys(res.probe for res in results.values()):
+    print("probe:", probe)
+print(f"analysis seconds per model (0 when cached): "
+      + ", ".join(f"{label} {res.seconds:.0f}" for label, res in results.items()))
+
+
+# ## 3. The poster's protocol: five random perturbations
+# 
+# Below, each model's loss after each of the five random filter-normalised perturbations of size σ (dots), and its
+# unperturbed loss (bar). The poster reads a larger spread of the dots as a sharper minimum. The second figure
+# follows the mean loss increase over the σ grid, overall and for the many- and few-shot groups; bars are the
+# standard deviation over the draws. The same five directions are used at every σ (and, since every model of one
+# architecture draws them from the same seed, the same raw Gaussian numbers for every model).
+
+# In[ ]:
+
+
+spreads = {label: res.spread for label, res in results.items()}
+fig = lp.plot_loss_draws(spreads, sigma)
+lp.save_figure(fig, f"06_loss_draws_{profile}")
+plt.show()
+fig = lp.plot_perturbation_spread(spreads, title=f"{settings.draws} draws per sigma; "
+                                  "filter-normalised Gaussian directions over the conv and linear weights")
+lp.save_figure(fig, f"06_perturbation_spread_{profile}")
+plt.show()
+summary = pd.concat({label: s[np.isclose(s["sigma"], sigma)].set_index("scope")[["loss", "loss_increase", "spread"]]
+                     for label, s in ((label, S.spread_summary(t)) for label, t in spreads.items())})
+display(summary.unstack("scope").round(3))
+
+
+# ## 4. Curvature of the head's and the tail's loss
+# 
+# The top Hessian eigenvalue $\lambda_{max}$ and the trace, of the mean loss of each scope. *Raw* values answer "how
+# fast does the loss curve per unit of weight change"; they shrink when the weights grow, and BatchNorm makes most
+# layers indifferent to their weights' scale, so a recipe with less weight decay looks flatter for no functional
+# reason. The *filter-scaled* values ($\tilde\lambda$, $\widetilde{\mathrm{tr}}$: the Hessian of $D H D$, $D$ the RMS of
+# each weight's filter) measure curvature per *relative* change; $\tfrac12 \sigma^2 \widetilde{\mathrm{tr}}$ is, to second
+# order, the expected loss increase of a σ filter-normalised random perturbation, which ties them to section 3.
+
+# In[ ]:
+
+
+for scale, name in (("none", "raw"), ("filter", "filter-scaled")):
+    hessians = {label: res.hessian[res.hessian["scale"] == scale] for label, res in results.items()}
+    if not any(len(h) for h in hessians.values()):
+        continue
+    fig = lp.plot_group_curvature(hessians)
+    fig.axes[0].set_title(f"{name} Hessian: top eigenvalue and trace per scope (at most {settings.hessian_images} "
+                          "images per scope)", fontsize=10)
+    lp.save_figure(fig, f"06_curvature_{scale}_{profile}")
+    plt.show()
+    display(pd.concat({label: h.set_index("scope")[["top_eigenvalue", "trace", "trace_se"]]
+                       for label, h in hessians.items()}).unstack("scope")["top_eigenvalue"].round(1)
+            .rename(columns=lambda s: f"{name} λmax {s}"))
+
+
+# ## 5. Loss landscapes
+# 
+# The loss along one filter-normalised random direction through each trained model ($\alpha = 0$), for the whole
+# probe and for the few-shot classes. For the SAM-family models of notebook 03, also along the direction SAM climbs
+# (the gradient of the probe loss) and the one ImbSAM climbs (the gradient of the tail classes' loss only), each
+# filter-normalised so the axes compare.
+
+# In[ ]:
+
+
+fig = lp.plot_landscapes_1d({label: res.landscape for label, res in results.items()}, direction="random")
+lp.save_figure(fig, f"06_landscape_1d_{profile}")
+plt.show()
+shown = [label for label in ascent_models if label in results]
+if shown:
+    for direction in ("SAM ascent", "ImbSAM ascent"):
+        fig = lp.plot_landscapes_1d({label: results[label].landscape for label in shown}, direction=direction)
+        lp.save_figure(fig, f"06_landscape_{direction.split()[0].lower()}_{profile}")
+        plt.show()
+
+
+# A 2-D slice for the contrast pair: the loss on the plane $w + \alpha d_1 + \beta d_2$ of two filter-normalised
+# random directions, on shared contour levels (log10 of the loss). The red star is the trained model.
+
+# In[ ]:
+
+
+grids = {}
+axis = np.linspace(-settings.grid_range, settings.grid_range, settings.grid_points)
+for label in contrast:
+    r = run(catalogue[label].with_seed(seeds[0]), device=dev)
+    d1, d2 = S.random_directions(r.model, 2, seed=0)
+    grids[label] = S.landscape_2d(r.model, S.probe_for(r, settings), d1, d2, axis, progress=True)
+fig = lp.plot_landscape_2d(grids)
+lp.save_figure(fig, f"06_landscape_2d_{profile}")
+plt.show()
+
+
+# ## 6. Does sharpness go with tail accuracy?
+# 
+# One row per model: test accuracy, the probe loss, the loss increase and spread at the reported σ, and the
+# curvature columns (λ, tr raw; λ~, tr~ filter-scaled). Below it, the Spearman rank correlation of each measure with
+# few-shot test accuracy over these models: one seed, a handful of recipes, so read it as a description of these
+# models, not as a law.
+
+# In[ ]:
+
+
+table = S.sharpness_table(results, runs, sigma)
+display(table.round(3))
+display(pd.concat([S.rank_correlations(table, "test few"), S.rank_correlations(table, "test overall")], axis=1).round(2))
+fig = lp.plot_sharpness_vs_accuracy(table, "Δloss", "test few")
+fig.axes[0].set_xlabel(f"loss increase at sigma = {sigma:g} (mean of the draws)")
+lp.save_figure(fig, f"06_sharpness_vs_few_{profile}")
+plt.show()
+
+
+# ## 7. Is LDAM-DRW sharper than CE? Every seed
+# 
+# The poster's claim, on the pair trained by notebook 05 with the same recipe, the same data and the same seeds.
+# Each seed's model is analysed as above; the last table counts in how many seeds the second model measures sharper.
+# Two more checks, since the poster does not say how it perturbed or which loss it read: plain Gaussian noise
+# $N(0, \sigma^2)$ on every weight (no normalisation, σ = `absolute_sigma`, the kind of noise its unused config keys
+# suggest), and each model's own *training* loss instead of CE on its predictions (for LDAM-DRW: the margins, $s$ and
+# the final DRW weights; for CE: plain CE), both at the reported σ for the filter-normalised case.
+
+# In[ ]:
+
+
+analysed = {label: [(r, S.analyse_run(r, settings)) for r in run_seeds(catalogue[label], seeds, device=dev)]
+            for label in contrast}
+per_seed = S.seed_table(analysed, sigma)
+for label, pairs in analysed.items():
+    for r, _ in pairs:
+        checks = {"absolute noise": (S.probe_for(r, settings), absolute_sigma, "none"),
+                  "training loss": (S.probe_for(r, settings, loss="train"), sigma, "filter")}
+        for name, (probe, size, norm) in checks.items():
+            increase, spread = S.spread_at(r.model, probe, size, draws=settings.draws, norm=norm)
+            per_seed.loc[(label, r.config.seed), [f"Δloss ({name})", f"spread ({name})"]] = [increase, spread]
+measures = ["Δloss", "spread", "Δloss few", "λ", "λ few", "tr", "λ~", "λ~ few", "tr~",
+            "Δloss (absolute noise)", "spread (absolute noise)", "Δloss (training loss)", "spread (training loss)"]
+display(per_seed[["test overall", "test few", *[m for m in measures if m in per_seed]]].round(3))
+display(S.sharper_count(per_seed, contrast[0], contrast[1], [m for m in measures if m in per_seed]).round(3))
+
+
+# ## Findings (quick profile, Fashion-MNIST-LT, IF = 100, 2-core CPU)
+# 
+# Measured with this notebook's defaults: every model at seed 0, the contrast pair at seeds 0–2, 30-epoch
+# models, probe = 676 training images, σ = 0.05 for the tables; 2-core AMD EPYC CPU.
+# 
+# 1. **The learning rate sets the sharpness more than the method does.** The lr 0.01 recipes of notebooks 01–03
+#    end in minima with raw λmax 186–1577 and filter-scaled λ~ 6–58. The lr 0.1 recipes of 04–05 end at 58–115 and
+#    1.3–6.3, except CC-SAM's two runs (λ~ 14 and 53).
+# 2. **SAM and ASAM do flatten the minimum, and cost accuracy.** Against SGD on the same recipe they give:
+#    - λmax 361 and 186, against 1577; λ~ 12.3 and 6.2, against 58.4;
+#    - a loss increase at σ = 0.05 of 0.091 and 0.073, against 0.210;
+#    - the lowest accuracy of the four: 60.2 and 56.5 overall against 62.8, few-shot 20.8 and 6.8 against 26.8.
+# 
+#    ImbSAM sits between them in sharpness (λmax 871, λ~ 19.8) and is the most accurate of the four (69.5 overall,
+#    60.5 few-shot).
+# 3. **The tail's loss is sharper than the head's** (Saddle-LongTail's observation) in 13 of the 16 models, by the
+#    filter-scaled top eigenvalue (λ~ few > λ~ many). The exceptions are the models that re-weight the tail most:
+#    - LDAM-DRW: 0.56 against 7.2;
+#    - BS + CMO: 0.92 against 1.95;
+#    - weight balancing's stage 2: equal, at 12.8.
+# 4. **Is LDAM-DRW sharper than CE? Not robustly: it depends on the loss measured and on how the noise is scaled.**
+#    - *CE on the predicted logits* (the measure that compares across methods): LDAM-DRW's loss moves **less**
+#      than CE's, with a mean loss increase of −0.005 against 0.273 at σ = 0.05.
+#    - *Plain N(0, 0.0316²) noise:* the loss increase is 0.023 against 0.974, and LDAM-DRW is the sharper one in
+#      none of the 3 seeds.
+#    - *Raw curvature:* λmax is 62 against 101 and the trace 122 against 311.
+#    - *Each model's own training loss* (LDAM's margins and scale with the final DRW weights): LDAM-DRW is the
+#      sharper one in 2 of 3 seeds, with a loss increase of 0.033–0.039 against 0.006–0.015 for CE seeds 1 and 2.
+#    - *The filter-scaled λ~ and tr~* are also higher for LDAM-DRW in 2 of 3 seeds.
+# 
+#    The loss increase can be negative for LDAM-DRW because training did not minimise CE on its cosine logits;
+#    random directions can lower that loss.
+# 5. **Seeds differ as much as methods.** Under the same perturbations, CE's seed 0 loses 0.80, and seeds 1 and 2
+#    lose 0.006 and 0.015. One medium class of seed 0 sits on a knife edge (the medium group's increase is 2.7).
+# 6. **Sharpness and accuracy.** Across the 16 models, the Hessian measures correlate negatively with accuracy
+#    (Spearman −0.29 to −0.70, with the few-shot or the overall accuracy). That is mostly the recipe: the lr 0.1
+#    models are both flatter and more accurate, while within notebook 03 the flatter models (SAM, ASAM) are the
+#    less accurate ones. The random-perturbation measures hardly correlate (−0.38 to 0.12).
+# 7. **Cost.** One model's analysis takes 25–38 s: both Hessian scales, each over four scopes, take most of it.
+#    With the models cached, the notebook ran in 11 min 44 s.
+
+# ## Summary and what comes next
+# 
+# - `ltlib.sharpness` measures a trained model three ways on a fixed probe: random filter-normalised perturbations
+#   (`perturbation_spread`), Hessian curvature per group (`hessian_by_group`: power iteration and Hutchinson on
+#   Hessian-vector products, raw or filter-scaled) and landscapes (`landscape_1d`, `landscape_2d`, along random or
+#   SAM / ImbSAM ascent directions). `analyse_run` runs them all and caches the result beside the run.
+# - Raw curvature and relative (filter-normalised) sharpness can rank models differently; compare raw eigenvalues
+#   only between models with similar weight norms, and say which loss and which noise a sharpness claim uses.
+# - On Fashion-MNIST-LT the training recipe (its learning rate) decides the sharpness far more than the long-tailed
+#   method; SAM-type training flattens the minimum without helping accuracy; the tail's loss is the sharper one in
+#   most models; and "LDAM-DRW is sharper than CE" holds or fails depending on the measure.
+# 
+# Notebook 07 gathers every result of the series into one table and figure. To run this notebook at paper scale
+# on a GPU: `papermill notebooks/06_sharpness.ipynb out.ipynb -p dataset cifar100_lt -p profile paper` (CIFAR-100
+# files in `~/.cache/ltlib/cifar-100-python` or `$LTLIB_CIFAR100_DIR`); the paper profile probes 500 images per
+# class and uses 1,000 images per Hessian scope.
