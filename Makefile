@@ -32,15 +32,21 @@ data:
 test: install data
 	$(PY) -m pytest -q
 
+# SEEDS=n runs every notebook on seeds 0..n-1 (empty: each notebook's default)
+SEEDS ?=
+SEEDS_ARG := $(if $(SEEDS),-y "seeds: [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]")
+
 tutorial: install data
 	@mkdir -p $(TUTORIAL_DIR)
 	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
+		out="$(TUTORIAL_DIR)/$$(basename $$nb)"; \
 		echo "== $$nb ($(PROFILE), $(DATASET))"; t0=$$(date +%s); \
-		$(VENV)/bin/papermill "$$nb" "$(TUTORIAL_DIR)/$$(basename $$nb)" --cwd notebooks \
-			-p profile $(PROFILE) -p dataset $(DATASET) --progress-bar || exit 1; \
+		$(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks \
+			-p profile $(PROFILE) -p dataset $(DATASET) $(SEEDS_ARG) --progress-bar || exit 1; \
+		$(VENV)/bin/jupyter nbconvert --to html --log-level WARN "$$out" || exit 1; \
 		echo "== $$nb: $$(( $$(date +%s) - t0 )) s"; \
 	done; \
-	echo "Executed notebooks: $(TUTORIAL_DIR)/  figures: exp/figures/  runs: exp/$(DATASET)/"; \
+	echo "Executed notebooks and their HTML: $(TUTORIAL_DIR)/  figures: exp/figures/  runs: exp/$(DATASET)/"; \
 	echo "Wall time: $$(( $$(date +%s) - start )) s"
 
 bench: install data

@@ -41,6 +41,13 @@ class EvalResult:
                 "per_class": [float(a) for a in self.per_class]}
 
 
+def logit_scale(config) -> float:
+    """The factor a run's logits are multiplied by before a softmax (calibration, sharpness): LDAM's s for a
+    cosine head, whose raw logits are cosines in [-1, 1]; 1 for a linear head."""
+    model_config = config.model_config
+    return float(model_config.ldam_s) if model_config.classifier == "normed" else 1.0
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float, ...], std: tuple[float, ...],
                    batch_size: int = 250, precision: str = "bf16", channels_last: bool = True,

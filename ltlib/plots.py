@@ -415,3 +415,47 @@ def plot_sharpness_vs_accuracy(table: pd.DataFrame, x: str, y: str, xlog: bool =
     ax.set_ylabel(y)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- the series (notebook 07)
+
+def plot_few_vs_many(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Few-shot against many-shot test accuracy per model (a :func:`ltlib.gather.headline_table`), with the
+    standard deviation over seeds as error bars; up and to the right is better."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    colors = _colors(list(table.index))
+    for label, row in table.iterrows():
+        ax.errorbar(row["many_mean"], row["few_mean"], xerr=np.nan_to_num(row["many_std"]),
+                    yerr=np.nan_to_num(row["few_std"]), color=colors[label], marker="o", ms=5, capsize=2, lw=1)
+        ax.annotate(label, (row["many_mean"], row["few_mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("many-shot test accuracy (%)")
+    ax.set_ylabel("few-shot test accuracy (%)")
+    if title:
+        ax.set_title(_wrap(title, 90), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Reliability diagrams (accuracy against confidence per bin, from :func:`ltlib.calibration.reliability_bins`),
+    one panel per model, with the ECE in the title and the diagonal of perfect calibration."""
+    from .calibration import ece_from_bins
+
+    labels = list(tables)
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 3.4), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, label in zip(axes, labels):
+        t = tables[label]
+        centers = 100 * (t["low"] + t["high"]) / 2
+        ax.bar(centers, t["accuracy"].fillna(0), width=100 * (t["high"] - t["low"]).iloc[0], color="#4c72b0",
+               edgecolor="white", label="accuracy")
+        ax.plot([0, 100], [0, 100], color="black", ls="--", lw=1)
+        ax.scatter(centers, t["confidence"], color="#c44e52", s=10, zorder=3, label="confidence")
+        ax.set_title(f"{label}\nECE {ece_from_bins(t):.1f}", fontsize=9)
+        ax.set_xlabel("confidence (%)")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("accuracy in the bin (%)")
+    axes[0].legend(frameon=False, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -37,12 +37,13 @@ def summarize(runs_by_label: Mapping[str, Sequence[Result]], selection: str = "l
             std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
             row[m] = mean
             row[f"{m}_std"] = std
-            row[f"{m} (%)"] = _fmt(mean, std)
+            row[f"{m} (%)"] = format_mean_std(mean, std)
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 
 
-def _fmt(mean: float, std: float) -> str:
+def format_mean_std(mean: float, std: float) -> str:
+    """``"mean ± std"`` to one decimal; the mean alone when std is not finite (one seed); "–" for no value."""
     if not np.isfinite(mean):
         return "–"
     return f"{mean:.1f}" if not np.isfinite(std) else f"{mean:.1f} ± {std:.1f}"

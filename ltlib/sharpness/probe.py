@@ -23,6 +23,7 @@ from ..data.augment import normalize
 from ..data.datasets import LongTailData
 from ..data.longtail import GROUP_NAMES, ClassGroups
 from ..errors import ConfigError
+from ..evaluate import logit_scale
 from ..models.fold import fold_batchnorm
 from .directions import Param
 from .hessian import HVP
@@ -46,8 +47,7 @@ class ScaledCrossEntropy(nn.Module):
 
 def analysis_loss(config) -> ScaledCrossEntropy:
     """The loss the analysis measures for a run's model (a RunConfig or a stage-2 config)."""
-    model_config = config.model_config
-    return ScaledCrossEntropy(model_config.ldam_s if model_config.classifier == "normed" else 1.0)
+    return ScaledCrossEntropy(logit_scale(config))
 
 
 class ProbeWeighted(nn.Module):
