@@ -111,7 +111,7 @@ results = {label: S.analyse_run(r, settings, ascent_eta=imbsam_eta if label in a
            for label, r in runs.items()}
 for probe in dict.fromkeys(res.probe for res in results.values()):
     print("probe:", probe)
-print(f"analysis seconds per model (0 when cached): "
+print(f"seconds each model's analysis took when it ran (a cached one is loaded, not rerun): "
       + ", ".join(f"{label} {res.seconds:.0f}" for label, res in results.items()))
 
 

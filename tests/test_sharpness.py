@@ -319,6 +319,11 @@ def test_analyse_run_caches_beside_the_run_and_fills_the_table(fake_fmnist, exp_
     assert _same_numbers(first.spread, again.spread)
     assert _same_numbers(first.hessian.drop(columns="seconds"), again.hessian.drop(columns="seconds"))
     assert set(first.landscape["direction"]) == {"random", "SAM ascent", "ImbSAM ascent"}
+    cached[0].write_text("{truncated")
+    with pytest.warns(UserWarning, match="damaged"):
+        redone = S.analyse_run(trained, settings, ascent_eta=20)
+    assert _same_numbers(first.spread, redone.spread)
+    assert S.analyse_run(trained, settings, ascent_eta=20).probe == first.probe       # rewritten whole
     assert set(first.hessian["scale"]) == {"none", "filter"}
     table = S.sharpness_table({"a": first, "b": again}, {"a": trained, "b": trained}, settings.report_sigma)
     assert {"test few", "Δloss", "spread", "λ", "λ~ few", "tr~"} <= set(table.columns)

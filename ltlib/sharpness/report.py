@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -73,7 +74,10 @@ def analyse_run(run: Run, settings: AnalysisSettings, *, seed: int = 0, ascent_e
     """
     path = run.path / f"sharpness-{_key(settings, seed, ascent_eta)}.json"
     if cache and path.is_file():
-        return RunSharpness.from_json(io.read_json(path))
+        try:
+            return RunSharpness.from_json(io.read_json(path))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            warnings.warn(f"{path} is damaged ({err}); analysing {run.path.name} again.", stacklevel=2)
     start = time.perf_counter()
     model = run.model
     probe = probe_for(run, settings, seed)
