@@ -37,7 +37,7 @@ from .config import RunConfig
 from .data.loader import DeviceLoader
 from .data.sources import ImageSet
 from .env import configure_threads, cpu_model, resolve_device
-from .evaluate import evaluate
+from .evaluate import eval_mode, evaluate
 from .experiment import default_exp_dir
 from .losses import CrossEntropy
 from .models import build_model
@@ -127,11 +127,8 @@ def model_flops(model: nn.Module, shape: tuple[int, int, int], device: torch.dev
     """Forward FLOPs per image (convolutions and linear layers), counted by FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
-    was_training = model.training
-    model.eval()
-    with counter, torch.no_grad():
+    with eval_mode(model), counter, torch.no_grad():
         model(torch.zeros(1, *shape, device=device))
-    model.train(was_training)
     return float(counter.get_total_flops())
 
 

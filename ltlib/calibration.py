@@ -15,7 +15,7 @@ import torch
 from . import io
 from .errors import CheckpointError
 from .evaluate import logit_scale, predict_logits
-from .experiment import load_data
+from .experiment import eval_options, load_data
 
 BINS = 15
 
@@ -65,12 +65,8 @@ def run_calibration(run, bins: int = BINS, cache: bool = True) -> dict:
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{path} is damaged ({err}); delete it to recompute") from err
     config = run.config
-    model_config = config.model_config
     data = load_data(config.data_config)
-    logits = predict_logits(run.model, data.test.images, mean=data.mean, std=data.std,
-                            batch_size=model_config.eval_batch_size, precision=model_config.precision,
-                            channels_last=model_config.channels_last, tta=model_config.tta,
-                            fold_bn=model_config.fold_bn)
+    logits = predict_logits(run.model, data.test.images, tta=config.tta, **eval_options(config, data))
     table = reliability_bins(logits * logit_scale(config), data.test.labels, bins)
     result = {"bins": bins, "ece": ece_from_bins(table), "split": "test", "selection": "last",
               "table": table.to_dict("records")}

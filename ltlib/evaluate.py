@@ -6,7 +6,9 @@ balancing and ImbSAM report) is off by default and named ``tta``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -41,6 +43,17 @@ class EvalResult:
                 "per_class": [float(a) for a in self.per_class]}
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block, back in the mode it came in afterwards (even on an error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def logit_scale(config) -> float:
     """The factor a run's logits are multiplied by before a softmax (calibration, sharpness): LDAM's s for a
     cosine head, whose raw logits are cosines in [-1, 1]; 1 for a linear head."""
@@ -63,12 +76,10 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float,
     mean_t = torch.tensor(mean, device=device).view(shape)
     std_t = torch.tensor(std, device=device).view(shape)
     autocast = autocast_for(precision, device)
-    was_training = model.training
-    model.eval()
-    net = fold_batchnorm(model) if fold_bn else model
-    forward = net.features if output == "features" else net
     out = []
-    try:
+    with eval_mode(model):
+        net = fold_batchnorm(model) if fold_bn else model
+        forward = net.features if output == "features" else net
         for start in range(0, len(images), batch_size):
             x = normalize(images[start:start + batch_size].to(device), mean_t, std_t, channels_last)
             with autocast():
@@ -76,8 +87,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float,
                 if tta:
                     logits = (logits + forward(x.flip(3)).float()) / 2
             out.append(logits)
-    finally:
-        model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 

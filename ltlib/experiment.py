@@ -59,6 +59,13 @@ def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
     )
 
 
+def eval_options(config, data: LongTailData) -> dict:
+    """The keyword arguments every evaluation of ``config``'s model takes (normalisation, batch size, precision,
+    memory format, BN folding), for :func:`~ltlib.evaluate.evaluate` and :func:`~ltlib.evaluate.predict_logits`."""
+    return dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size, precision=config.precision,
+                channels_last=config.channels_last, fold_bn=config.fold_bn)
+
+
 def new_model(config: RunConfig, num_classes: int, device: torch.device) -> nn.Module:
     in_channels = DATASETS.get(config.dataset).image_shape[0]
     model = build_model(config.model, num_classes, in_channels, config.width, config.classifier)
@@ -260,8 +267,7 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
     build = functools.partial(_builder(config), config, data, device, exp_dir=path.parent.parent, progress=progress)
     setup = build()
     model, optimizer = setup.model, setup.optimizer
-    eval_kw = dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size, precision=config.precision,
-                   channels_last=config.channels_last, fold_bn=config.fold_bn)
+    eval_kw = eval_options(config, data)
 
     # resume from the last finished epoch, if a readable checkpoint is there
     ckpt = path / "checkpoint.pt"

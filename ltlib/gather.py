@@ -16,7 +16,7 @@ import pandas as pd
 from . import io
 from .env import hardware_label
 from .experiment import config_from_dict, default_exp_dir
-from .results import format_mean_std
+from .results import format_mean_std, summarize
 
 METRICS = ("overall", "many", "medium", "few")
 RUN_COLUMNS = ("run", "name", "stage", "method", "loss", "reweight", "sampler", "mixing", "step", "stage2",
@@ -147,22 +147,24 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def headline_table(runs_by_label, reported: dict | None = None) -> pd.DataFrame:
-    """One row per label of finished runs (several seeds each): accuracy mean and std, ECE (15 bins, test
-    set, cached beside each run), training seconds per run, hardware, and a reported number if given."""
+    """One row per label of finished runs (several seeds each): accuracy mean and std (:func:`ltlib.results.summarize`),
+    ECE (15 bins, test set, cached beside each run), training seconds per run, hardware, and a reported number
+    if given."""
     from .calibration import run_calibration
 
-    rows = {}
+    accuracy = summarize(runs_by_label)
+    table = accuracy[["seeds", *(c for m in METRICS for c in (m, f"{m}_std"))]].rename(
+        columns={m: f"{m}_mean" for m in METRICS})
     for label, runs in runs_by_label.items():
-        row = {"seeds": ",".join(str(r.config.seed) for r in runs), "n": len(runs)}
-        values = {m: [r.result()[m] for r in runs] for m in METRICS}
-        values["ece"] = [run_calibration(r)["ece"] for r in runs]
-        values["train_time_s"] = [r.metrics.get("train_time_s", np.nan) for r in runs]
-        for m, v in values.items():
-            v = np.asarray(v, dtype=float)
-            row[f"{m}_mean"], row[f"{m}_std"] = v.mean(), (v.std(ddof=1) if len(v) > 1 else np.nan)
-        row["hardware"] = "; ".join(sorted({hardware_label(r.environment) for r in runs}))
+        table.loc[label, "n"] = len(runs)
+        for column, values in (("ece", [run_calibration(r)["ece"] for r in runs]),
+                               ("train_time_s", [r.metrics.get("train_time_s", np.nan) for r in runs])):
+            v = np.asarray(values, dtype=float)
+            table.loc[label, f"{column}_mean"] = v.mean()
+            table.loc[label, f"{column}_std"] = v.std(ddof=1) if len(v) > 1 else np.nan
+        table.loc[label, "hardware"] = "; ".join(sorted({hardware_label(r.environment) for r in runs}))
         if reported is not None:
             value = reported.get(label)
-            row["reported C100-LT IF100"] = f"{value[0]:g} ({value[1]})" if value else ""
-        rows[label] = row
-    return pd.DataFrame(rows).T.infer_objects()
+            table.loc[label, "reported C100-LT IF100"] = f"{value[0]:g} ({value[1]})" if value else ""
+    table.index.name = None
+    return table

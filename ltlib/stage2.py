@@ -38,7 +38,7 @@ from .data.longtail import class_groups
 from .data.samplers import SAMPLERS
 from .errors import ConfigError
 from .evaluate import accuracy_from_logits, predict_logits
-from .experiment import Run, Setup, run, train_loader
+from .experiment import Run, Setup, eval_options, run, train_loader
 from .losses import LOSSES, build_loss
 from .models import classifier_weight, reset_classifier
 from .optim.ccsam import CCSAMFeatureStep, check_up_limit
@@ -353,8 +353,7 @@ def tau_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.
     model = run_.model
     if not isinstance(model.classifier, nn.Linear):
         raise ConfigError("tau-normalisation needs a linear classifier")
-    kw = dict(mean=data.mean, std=data.std, batch_size=cfg.eval_batch_size, precision=cfg.precision,
-              channels_last=cfg.channels_last, fold_bn=cfg.fold_bn, device=device, output="features")
+    kw = dict(eval_options(cfg, data), device=device, output="features")
     groups = class_groups(data.class_counts, cfg.group_scheme)
     splits = {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
     feats = {name: predict_logits(model, split.images, **kw) for name, split in splits.items()}

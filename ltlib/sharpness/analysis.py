@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..data.longtail import GROUP_NAMES
 from ..errors import ConfigError
+from ..evaluate import eval_mode
 from .directions import (Direction, Param, displaced, filter_norms, normalize_direction,
                          random_direction, select_params)
 from .hessian import hutchinson_trace, top_eigenvalue
@@ -38,17 +39,13 @@ def ascent_direction(model: nn.Module, probe: Probe, *, classes: Sequence[int] |
     """The direction SAM climbs: the gradient of the probe loss (``classes=None``), or, as ImbSAM does, of
     the loss of the given (tail) classes only. Normalised like a random direction, so the axes compare."""
     if classes is not None:
-        mask = torch.isin(probe.labels, torch.tensor(list(classes), dtype=probe.labels.dtype, device=probe.labels.device))
+        mask = probe.class_mask(classes)
         if not bool(mask.any()):
             raise ConfigError(f"the probe has no images of classes {list(classes)}")
         probe = probe.subset(mask)
     chosen = select_params(model, params)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         grad = loss_gradient(model, probe, chosen)
-    finally:
-        model.train(was_training)
     return normalize_direction(grad, chosen, norm)
 
 
@@ -132,9 +129,7 @@ def hessian_by_group(model: nn.Module, probe: Probe, *, scopes: Sequence[str] = 
     if unknown:
         raise ConfigError(f"unknown scope(s) {unknown}: use 'overall', a group {GROUP_NAMES} or a class name")
     rows = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for scope in tqdm(scopes, desc="Hessian", disable=not progress, leave=False):
             if not bool(masks[scope].any()):
                 rows.append({"scope": scope, "scale": scale, "images": 0})
@@ -150,8 +145,6 @@ def hessian_by_group(model: nn.Module, probe: Probe, *, scopes: Sequence[str] = 
             rows.append({"scope": scope, "scale": scale, "images": len(part), "top_eigenvalue": eig.value,
                          "iterations": eig.iterations, "converged": eig.converged, "trace": trace.value,
                          "trace_se": trace.std_error, "seconds": time.perf_counter() - start})
-    finally:
-        model.train(was_training)
     table = pd.DataFrame(rows)
     table.attrs.update(params=params, scale=scale, max_images=max_images, iters=iters, samples=samples, seed=seed,
                        probe=probe.description)

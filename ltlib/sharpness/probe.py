@@ -23,7 +23,7 @@ from ..data.augment import normalize
 from ..data.datasets import LongTailData
 from ..data.longtail import GROUP_NAMES, ClassGroups
 from ..errors import ConfigError
-from ..evaluate import logit_scale
+from ..evaluate import eval_mode, logit_scale
 from ..models.fold import fold_batchnorm
 from .directions import Param
 from .hessian import HVP
@@ -105,11 +105,15 @@ class Probe:
     def with_loss(self, loss_fn: LossFn) -> "Probe":
         return replace(self, loss_fn=loss_fn)
 
+    def class_mask(self, classes) -> torch.Tensor:
+        """True for the samples whose label is one of ``classes``."""
+        return torch.isin(self.labels, torch.tensor(list(classes), dtype=self.labels.dtype, device=self.labels.device))
+
     def scopes(self) -> dict[str, torch.Tensor]:
         """Boolean sample masks: ``overall``, the three groups, and each class by name."""
         masks = {"overall": torch.ones_like(self.labels, dtype=torch.bool)}
         for name, members in zip(GROUP_NAMES, self.groups.members):
-            masks[name] = torch.isin(self.labels, torch.tensor(members, dtype=self.labels.dtype, device=self.labels.device))
+            masks[name] = self.class_mask(members)
         for c, name in enumerate(self.class_names):
             masks[name] = self.labels == c
         return masks
@@ -184,11 +188,9 @@ def probe_outputs(model: nn.Module, probe: Probe, fold_bn: bool = True) -> tuple
 
     ``fold_bn`` evaluates a BN-folded copy: the same function, faster. The model's mode is restored.
     """
-    was_training = model.training
-    model.eval()
-    net = fold_batchnorm(model) if fold_bn else model
     losses, correct = [], []
-    try:
+    with eval_mode(model):
+        net = fold_batchnorm(model) if fold_bn else model
         for start in range(0, len(probe), probe.batch_size):
             x = probe.inputs[start:start + probe.batch_size]
             y = probe.labels[start:start + probe.batch_size]
@@ -196,8 +198,6 @@ def probe_outputs(model: nn.Module, probe: Probe, fold_bn: bool = True) -> tuple
             logits = logits if logits.dtype == torch.float64 else logits.float()
             losses.append(probe.loss_fn(logits, y))
             correct.append((logits.argmax(1) == y).float())
-    finally:
-        model.train(was_training)
     return torch.cat(losses), torch.cat(correct)
 
 

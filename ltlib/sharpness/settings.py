@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .analysis import HESSIAN_SCALES
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class AnalysisSettings:
             raise ConfigError("draws, hessian_iters and hessian_samples must be >= 1")
         if not self.sigmas or any(not s > 0 for s in self.sigmas):
             raise ConfigError(f"sigmas must be a non-empty list of sizes > 0, got {self.sigmas}")
-        if not self.hessian_scales or any(s not in ("none", "filter") for s in self.hessian_scales):
-            raise ConfigError(f"hessian_scales must name 'none' and / or 'filter', got {self.hessian_scales}")
+        if not self.hessian_scales or any(s not in HESSIAN_SCALES for s in self.hessian_scales):
+            raise ConfigError(f"hessian_scales must name one or more of {HESSIAN_SCALES}, got {self.hessian_scales}")
         if not any(abs(s - self.report_sigma) < 1e-12 for s in self.sigmas):
             raise ConfigError(f"report_sigma {self.report_sigma} must be one of sigmas {self.sigmas}")
         if self.alpha_points < 3 or self.grid_points < 3:
