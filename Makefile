@@ -6,8 +6,6 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 DATASET ?= fashion_mnist_lt
 FMNIST_DIR ?= $(or $(LTLIB_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
-TUTORIAL_DIR := exp/tutorial
 
 .PHONY: install data test tutorial bench scripts lab clean
 
@@ -32,22 +30,14 @@ data:
 test: install data
 	$(PY) -m pytest -q
 
-# SEEDS=n runs every notebook on seeds 0..n-1 (empty: each notebook's default)
+# The short path: notebooks 01-06 on seed 0 without their sweeps and ablations, then 07 with its headline rows
+# on SEEDS seeds (default 1). FULL=1: every notebook with its own defaults (seeds 0-2, sweeps and ablations).
+# Executed notebooks, their HTML and timings.json go to exp/tutorial/.
 SEEDS ?=
-SEEDS_ARG := $(if $(SEEDS),-y "seeds: [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]")
+FULL ?=
 
 tutorial: install data
-	@mkdir -p $(TUTORIAL_DIR)
-	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
-		out="$(TUTORIAL_DIR)/$$(basename $$nb)"; \
-		echo "== $$nb ($(PROFILE), $(DATASET))"; t0=$$(date +%s); \
-		$(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks \
-			-p profile $(PROFILE) -p dataset $(DATASET) $(SEEDS_ARG) --progress-bar || exit 1; \
-		$(VENV)/bin/jupyter nbconvert --to html --log-level WARN "$$out" || exit 1; \
-		echo "== $$nb: $$(( $$(date +%s) - t0 )) s"; \
-	done; \
-	echo "Executed notebooks and their HTML: $(TUTORIAL_DIR)/  figures: exp/figures/  runs: exp/$(DATASET)/"; \
-	echo "Wall time: $$(( $$(date +%s) - start )) s"
+	$(PY) -m ltlib.tutorial --profile $(PROFILE) --dataset $(DATASET) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FULL),--full)
 
 bench: install data
 	$(PY) -m ltlib.bench

@@ -120,6 +120,11 @@ def run_seeds(config, seeds: list[int], **kwargs) -> list[Run]:
     return [run(config.with_seed(int(s)), **kwargs) for s in seeds]
 
 
+def cached_seeds(config, seeds: list[int], exp_dir: str | Path | None = None) -> list[int]:
+    """The seeds among ``seeds`` whose run of ``config`` finished before (loading them trains nothing)."""
+    return [int(s) for s in seeds if (run_dir(config.with_seed(int(s)), exp_dir) / "metrics.json").is_file()]
+
+
 def _builder(config):
     if isinstance(config, RunConfig):
         return build_stage1

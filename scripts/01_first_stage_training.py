@@ -16,6 +16,7 @@
 # 
 # Everything below is computed when the notebook runs. The `quick` profile (the default) takes about
 # 7 minutes on a 2-core laptop CPU; `smoke` takes seconds and only checks that the code runs.
+# `make tutorial` runs it on seed 0 only (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
 
 # In[ ]:
 

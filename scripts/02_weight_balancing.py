@@ -18,7 +18,7 @@
 # - what each repair does to the per-class weight norms.
 # 
 # The stage-1 models are notebook 01's (loaded from `exp/`, or trained if missing). In the `quick` profile
-# this notebook adds about 3 minutes on a 2-core CPU when notebook 01 has run.
+# this notebook adds about 3 minutes on a 2-core CPU when notebook 01 has run. `make tutorial` runs it on seed 0 only (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
 
 # In[ ]:
 

@@ -24,6 +24,7 @@
 # stage-2 recipe (`make_stage2(stage1, "ccsam")`). A CC-SAM step costs about one plain step: the per-class
 # gradients of a linear classifier have a closed form (two B × B Gram matrices), so there is no backward pass per class.
 # In the `quick` profile this notebook trains 22 stage-1 and 24 stage-2 runs: about 37 minutes on a 2-core CPU.
+# `make tutorial` runs it on seed 0 only and without the radius sweep, the no-mixup run and the poster's ablation (`extras=False`): three stage-1 runs (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
 
 # In[ ]:
 
@@ -37,6 +38,8 @@ seeds = [0, 1, 2]
 radius = None
 radius_sweep = [1e-6, 0.01, 0.1, 0.3]    # extra radii (the one above is the fifth), on sweep_seeds
 sweep_seeds = [0]
+# False runs only r above and skips the no-mixup run and the ablation (section 6), as make tutorial does
+extras = True
 flat_ratio = 0.3                # f: Cifar10.json 0.3 (10 classes, like Fashion-MNIST); Cifar100.json 0.5
 up_limit = 1.0                  # cap on stage 2's alpha: Cifar10.json 1.0, Cifar100.json 0.3
 device = "auto"
@@ -107,7 +110,7 @@ def stage1(name, **kw):
 
 ccsam = stage1("ccsam")
 mixup = stage1("mixup", step="sgd")
-sweep = {r: run_seeds(ccsam.replace(ccsam_radius=r), sweep_seeds, device=dev) for r in sorted({radius, *radius_sweep})}
+sweep = {r: run_seeds(ccsam.replace(ccsam_radius=r), sweep_seeds, device=dev) for r in sorted({radius, *(radius_sweep if extras else [])})}
 mixup_runs = run_seeds(mixup, seeds, device=dev)
 fig = lp.plot_perturbation_radius({f"r={r:g}": rs for r, rs in sweep.items()})
 lp.save_figure(fig, f"04_radius_per_class_{profile}")
@@ -139,14 +142,17 @@ runs = {
     "CE": run_seeds(stage1("ce", step="sgd", mixing="none"), seeds, device=dev),
     "CE + mixup": mixup_runs,
     f"CC-SAM stage 1 (r={radius:g})": run_seeds(ccsam, seeds, device=dev),
-    f"CC-SAM stage 1 (r={radius:g}), no mixup": run_seeds(stage1("ccsam-nomix", mixing="none"), seeds, device=dev),
 }
+nomix = f"CC-SAM stage 1 (r={radius:g}), no mixup"
+if extras:
+    runs[nomix] = run_seeds(stage1("ccsam-nomix", mixing="none"), seeds, device=dev)
 print(caption(runs["CE"]))
 display(display_table(summarize(runs)))
-display(pd.concat({"CC-SAM vs CE + mixup": paired_differences(runs["CE + mixup"], runs[f"CC-SAM stage 1 (r={radius:g})"]),
-                   "CE + mixup vs CE": paired_differences(runs["CE"], runs["CE + mixup"]),
-                   "CC-SAM without mixup vs CE": paired_differences(runs["CE"], runs[f"CC-SAM stage 1 (r={radius:g}), no mixup"])}
-                  ).round(1))
+pairs = {"CC-SAM vs CE + mixup": paired_differences(runs["CE + mixup"], runs[f"CC-SAM stage 1 (r={radius:g})"]),
+         "CE + mixup vs CE": paired_differences(runs["CE"], runs["CE + mixup"])}
+if extras:
+    pairs["CC-SAM without mixup vs CE"] = paired_differences(runs["CE"], runs[nomix])
+display(pd.concat(pairs).round(1))
 
 
 # ### Why CC-SAM without mixup can collapse
@@ -158,7 +164,7 @@ display(pd.concat({"CC-SAM vs CE + mixup": paired_differences(runs["CE + mixup"]
 # In[ ]:
 
 
-fig = lp.plot_radius_and_loss({"CC-SAM, no mixup": runs[f"CC-SAM stage 1 (r={radius:g}), no mixup"],
+fig = lp.plot_radius_and_loss({**({"CC-SAM, no mixup": runs[nomix]} if extras else {}),
                                "CC-SAM with mixup": runs[f"CC-SAM stage 1 (r={radius:g})"]})
 lp.save_figure(fig, f"04_radius_blowup_{profile}")
 plt.show()
@@ -243,18 +249,21 @@ plt.show()
 # In[ ]:
 
 
-ablation = {
-    "cRT": runs["CE + mixup → cRT (class-aware)"],
-    "+ direction": run_seeds(stage2(stage1("ccsam-dir", ccsam_magnitude="constant"), "ccsam_crt", "crt"), seeds, device=dev),
-    "+ magnitude": run_seeds(stage2(stage1("ccsam-mag", ccsam_direction="random"), "ccsam_crt", "crt"), seeds, device=dev),
-    "+ direction + magnitude": runs["CC-SAM stage 1 → cRT (class-aware)"],
-    "+ direction + magnitude + stage 2": runs["CC-SAM stages 1 + 2"],
-}
-table = display_table(summarize(ablation))
-table["reported (poster)"] = ["37.8", "38.9", "37.5", "40.1", "40.6"]
-display(table)
-display(pd.concat({label: paired_differences(ablation["cRT"], rs).loc[["overall", "few"]]
-                   for label, rs in ablation.items() if label != "cRT"}).round(1))
+if extras:
+    ablation = {
+        "cRT": runs["CE + mixup → cRT (class-aware)"],
+        "+ direction": run_seeds(stage2(stage1("ccsam-dir", ccsam_magnitude="constant"), "ccsam_crt", "crt"), seeds, device=dev),
+        "+ magnitude": run_seeds(stage2(stage1("ccsam-mag", ccsam_direction="random"), "ccsam_crt", "crt"), seeds, device=dev),
+        "+ direction + magnitude": runs["CC-SAM stage 1 → cRT (class-aware)"],
+        "+ direction + magnitude + stage 2": runs["CC-SAM stages 1 + 2"],
+    }
+    table = display_table(summarize(ablation))
+    table["reported (poster)"] = ["37.8", "38.9", "37.5", "40.1", "40.6"]
+    display(table)
+    display(pd.concat({label: paired_differences(ablation["cRT"], rs).loc[["overall", "few"]]
+                       for label, rs in ablation.items() if label != "cRT"}).round(1))
+else:
+    print("skipped (extras=False): set extras = True to train the two ablation backbones; section 8 quotes them")
 
 
 # ## 7. What it costs

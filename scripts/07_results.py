@@ -27,6 +27,8 @@
 dataset = "fashion_mnist_lt"
 imbalance_factor = 100
 profile = "quick"               # "smoke" (tests), "quick" (CPU, minutes), "paper" (GPU)
+# the headline rows (ltlib.series.HEADLINE_MODELS) run on every seed, training what is missing; the other
+# models show those of these seeds that are cached (at least the first)
 seeds = [0, 1, 2]
 # labels from ltlib.series.series_configs; None: every headline model of notebooks 01-05 (a few in "smoke")
 models = None
@@ -42,11 +44,11 @@ from IPython.display import display
 
 import ltlib.plots as lp
 from ltlib.calibration import run_calibration
-from ltlib.experiment import default_exp_dir, run_seeds
+from ltlib.experiment import cached_seeds, default_exp_dir, run_seeds
 from ltlib.gather import display_summary, export_table, gather_runs, headline_table, summarize_runs
 from ltlib.notebook import resolve_profile, setup
 from ltlib.results import caption, format_mean_std
-from ltlib.series import REPORTED_C100, default_models, select, series_configs
+from ltlib.series import HEADLINE_MODELS, REPORTED_C100, default_models, select, series_configs
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -77,7 +79,8 @@ display(display_summary(summary).sort_values("name").reset_index(drop=True))
 
 # ## 2. The headline models, side by side
 # 
-# One model per method, with each notebook's defaults, on `seeds`: last-epoch test accuracy (mean ± std over
+# One model per method, with each notebook's defaults. The headline rows (the CE baseline and each paper's method,
+# `ltlib.series.HEADLINE_MODELS`) run on every one of `seeds`; the others show the seeds that notebooks 01–05 ran: last-epoch test accuracy (mean ± std over
 # seeds), strict groups (many > 100, few < 20 training images), ECE on the test set (in %; a cosine classifier's
 # logits are scaled by LDAM's s first), the training time of one run (for a stage-2 model, of its stage 2 only),
 # the hardware. The last column is what the
@@ -87,7 +90,9 @@ display(display_summary(summary).sort_values("name").reset_index(drop=True))
 # In[ ]:
 
 
-runs = {label: run_seeds(config, seeds, device=dev) for label, config in configs.items()}
+runs = {label: run_seeds(config, seeds if label in HEADLINE_MODELS else cached_seeds(config, seeds) or seeds[:1],
+                         device=dev)
+        for label, config in configs.items()}
 head = headline_table(runs, REPORTED_C100)
 shown = pd.DataFrame({"seeds": head["seeds"]})
 for m in ("overall", "many", "medium", "few", "ece"):
@@ -144,7 +149,7 @@ plt.show()
 # ## 5. Which claims reproduce on Fashion-MNIST-LT
 # 
 # Measured with this notebook's defaults, from the table above: quick profile, Fashion-MNIST-LT at IF = 100, 30
-# epochs, seeds 0–2, a 2-core CPU. "Paper" means the CIFAR-100-LT numbers in the last column, or the claim that
+# epochs, seeds 0–2 for every model (`make tutorial FULL=1`), a 2-core CPU. "Paper" means the CIFAR-100-LT numbers in the last column, or the claim that
 # notebook names.
 # 
 # | claim (paper) | on Fashion-MNIST-LT | reproduces? |
@@ -173,6 +178,8 @@ plt.show()
 # - `gather_runs` / `summarize_runs` / `export_table` turn `exp/` into one table; `headline_table` adds ECE
 #   (`ltlib.calibration`) and the reported numbers; the tables are written to `exp/tables/`.
 # - `make tutorial` runs notebooks 01 → 07 headless and writes each executed notebook and its HTML to
-#   `exp/tutorial/`; `make tutorial SEEDS=3` runs every notebook on seeds 0–2.
+#   `exp/tutorial/`, with their timings. It runs 01–06 on seed 0 without their sweeps and ablations;
+#   `make tutorial SEEDS=3` reruns this notebook's headline rows on seeds 0–2, and `make tutorial FULL=1` runs
+#   every notebook with its own defaults.
 # - At paper scale on a GPU: `make tutorial PROFILE=paper DATASET=cifar100_lt`, with the CIFAR-100 python files in
 #   `~/.cache/ltlib/cifar-100-python` or `$LTLIB_CIFAR100_DIR`.

@@ -12,7 +12,7 @@ import torch
 from ltlib import io
 from ltlib.config import make_config
 from ltlib.errors import CheckpointError, DataError
-from ltlib.experiment import load_run, run, run_dir, run_seeds
+from ltlib.experiment import cached_seeds, load_run, run, run_dir, run_seeds
 
 
 def _config(**kw):
@@ -48,8 +48,10 @@ def test_select_on_test_is_named_and_optional(fake_fmnist, exp_dir):
 
 
 def test_seeds_are_separate_runs(fake_fmnist, exp_dir):
+    assert cached_seeds(_config(), [0, 1, 2]) == []
     runs = run_seeds(_config(), [0, 1], progress=False)
     assert runs[0].path != runs[1].path and runs[1].config.seed == 1
+    assert cached_seeds(_config(), [2, 1, 0]) == [1, 0]   # finished runs only, in the order asked
 
 
 def test_corrupt_model_is_reported_and_retrained(fake_fmnist, exp_dir):

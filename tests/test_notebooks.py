@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ltlib.tutorial import notebooks, tutorial_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 FMNIST = os.environ.get("LTLIB_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
@@ -27,7 +29,12 @@ def test_notebook_runs_with_papermill(notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("LTLIB_PROFILE", raising=False)
     out = tmp_path / notebook.name
-    papermill.execute_notebook(str(notebook), str(out), parameters={"profile": "smoke", "seeds": [0, 1]},
+    # make tutorial's short path (one seed, extras off; 07's headline rows on two seeds); the script below runs
+    # each notebook's own defaults (three seeds, extras on)
+    series = notebooks()
+    params = tutorial_parameters(notebook, set(papermill.inspect_notebook(str(notebook))), "smoke",
+                                 "fashion_mnist_lt", seeds=2, last=notebook == series[-1])
+    papermill.execute_notebook(str(notebook), str(out), parameters=params,
                                kernel_name="python3", cwd=str(notebook.parent), progress_bar=False)
     text = out.read_text()
     assert "injected-parameters" in text and "Traceback" not in text

@@ -13,7 +13,7 @@ from ltlib.data.longtail import class_groups
 from ltlib.errors import ConfigError
 from ltlib.experiment import load_data, run_dir
 from ltlib.models import build_model
-from ltlib.series import select, series_configs
+from ltlib.series import HEADLINE_MODELS, SMOKE_MODELS, select, series_configs
 
 COUNTS = [40, 20, 12, 6, 3]
 
@@ -254,6 +254,7 @@ def test_series_configs_are_the_notebooks_runs():
     assert names["05 CE"] == "05-ce-f1c429886c"
     assert names["05 LDAM-DRW"] == "05-ldam-drw-265d974f14"
     assert list(select(configs, ["05 CE", "01 CE, WD"])) == ["05 CE", "01 CE, WD"]
+    assert set(HEADLINE_MODELS) <= set(configs) and set(SMOKE_MODELS) <= set(configs)
     with pytest.raises(ConfigError, match="Valid labels"):
         select(configs, ["LDAM"])
 

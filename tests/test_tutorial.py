@@ -1,0 +1,42 @@
+"""`make tutorial`'s parameters per notebook: the short path, the full path, and clear errors."""
+import pytest
+
+from ltlib.tutorial import notebooks, tutorial_parameters
+
+ALL = {"profile", "dataset", "seeds", "extras"}
+
+
+def test_the_short_path_runs_one_seed_without_extras_and_the_headline_rows_on_n_seeds():
+    assert tutorial_parameters("01.ipynb", {"profile", "dataset", "seeds"}, "quick", "fashion_mnist_lt") == \
+        {"profile": "quick", "dataset": "fashion_mnist_lt", "seeds": [0]}
+    assert tutorial_parameters("03.ipynb", ALL, "quick", "d", seeds=3) == \
+        {"profile": "quick", "dataset": "d", "seeds": [0], "extras": False}
+    assert tutorial_parameters("07.ipynb", {"profile", "dataset", "seeds"}, "quick", "d", seeds=3, last=True) == \
+        {"profile": "quick", "dataset": "d", "seeds": [0, 1, 2]}
+    assert tutorial_parameters("07.ipynb", {"profile", "dataset", "seeds"}, "quick", "d", last=True)["seeds"] == [0]
+
+
+def test_the_full_path_keeps_each_notebooks_defaults_unless_seeds_are_given():
+    assert tutorial_parameters("03.ipynb", ALL, "paper", "cifar100_lt", full=True) == \
+        {"profile": "paper", "dataset": "cifar100_lt"}
+    assert tutorial_parameters("03.ipynb", ALL, "quick", "d", seeds=2, full=True)["seeds"] == [0, 1]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        tutorial_parameters("07.ipynb", ALL, "quick", "d", seeds=0, last=True)
+    with pytest.raises(ValueError, match="no parameter"):
+        tutorial_parameters("99.ipynb", {"seeds"}, "quick", "d")
+    with pytest.raises(FileNotFoundError, match="no numbered notebooks"):
+        notebooks("/nonexistent")
+
+
+def test_every_notebook_takes_the_parameters_the_tutorial_passes():
+    import papermill
+
+    series = notebooks()
+    assert [nb.name[:2] for nb in series] == [f"{i:02d}" for i in range(1, len(series) + 1)]
+    for nb in series:
+        known = set(papermill.inspect_notebook(str(nb)))
+        for full in (False, True):
+            tutorial_parameters(nb, known, "quick", "fashion_mnist_lt", seeds=3, full=full, last=nb == series[-1])
