@@ -77,9 +77,9 @@ def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fa
         io.write_text(out.with_suffix(".html"), html)
         seconds = time.perf_counter() - t0
         timings["notebooks"][nb.name] = {"seconds": round(seconds, 1), "parameters": params}
+        timings["seconds"] = round(time.perf_counter() - start, 1)
+        io.write_json(out_dir / "timings.json", timings)     # after each notebook: a failed series keeps its times
         print(f"== {nb.name}: {seconds / 60:.1f} min", flush=True)
-    timings["seconds"] = round(time.perf_counter() - start, 1)
-    io.write_json(out_dir / "timings.json", timings)
     return timings
 
 
