@@ -50,7 +50,7 @@ from .losses import LOSSES
 from .models import MODELS
 from .optim.schedules import SCHEDULES
 from .optim.ccsam import DIRECTIONS, MAGNITUDES
-from .optim.sam import BN_MODES, RESTORE_MODES, TAIL_DIVISORS
+from .optim.sam import BN_MODES, PERTURBATION_MODES, RESTORE_MODES, TAIL_DIVISORS
 from .optim.step import STEPS
 from .registry import Registry
 
@@ -78,10 +78,13 @@ _HASHED_WHEN = {
     "reweight": lambda c: c.reweight != "none",
     "drw_start": lambda c: c.reweight == "drw",
     "drw_beta": lambda c: c.reweight == "drw",
+    # only a DDP job tells the two apart; hashed when it is not the default, so earlier runs keep their hash
+    "sam_perturbation": lambda c: c.step != "sgd" and c.sam_perturbation != "replica",
 }
 _CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
             "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
             "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS,
+            "sam_perturbation": PERTURBATION_MODES,
             "ccsam_direction": DIRECTIONS, "ccsam_magnitude": MAGNITUDES, "reweight": ("none", "drw")}
 
 
@@ -133,6 +136,7 @@ class RunConfig:
     imbsam_divisor: str = "batch"       # ImbSAM's partial losses / the full batch ("batch") or / group size
     bn_second_pass: str = "update"      # BN running stats in SAM's second pass: "update" again or "bypass"
     sam_restore: str = "copy"           # back to w by an exact "copy" or by "subtract"ing epsilon
+    sam_perturbation: str = "replica"   # under DDP: epsilon per replica (the SAM paper) or "global" (all-reduced)
     # CC-SAM stage 1 (algorithms.md §3.4; see ltlib/optim/ccsam.py)
     ccsam_radius: float = 1e-6          # the code's noise_ratio r: 1e-6 as released, where it is negligible
     ccsam_flat_ratio: float = 0.3       # f in (1 - f) clean + f flat (Cifar10.json 0.3, Cifar100.json 0.5)

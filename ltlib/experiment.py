@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 from . import io
@@ -25,9 +26,9 @@ from .data.datasets import DATASETS, LongTailData, load_longtail
 from .data.loader import DeviceLoader
 from .data.mixing import build_mixing
 from .data.samplers import build_sampler
-from .env import configure_threads, environment, resolve_device, seed_everything
+from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
+from .env import configure_threads, derived_seed, environment, resolve_device, seed_everything
 from .errors import CheckpointError
-from .evaluate import evaluate
 from .losses import DRW, build_loss
 from .models import build_model, classifier_weight
 from .optim.schedules import build_schedule
@@ -223,7 +224,7 @@ def sam_options(config: RunConfig, class_counts: list[int]) -> SAMOptions:
     tail = tail_classes_from_counts(class_counts, config.imbsam_eta) if config.step == "imbsam" else ()
     return SAMOptions(rho=config.rho, asam_eta=config.asam_eta, bn_second_pass=config.bn_second_pass,
                       restore=config.sam_restore, tail_classes=tail, tail_factor=config.imbsam_tail_factor,
-                      tail_divisor=config.imbsam_divisor)
+                      tail_divisor=config.imbsam_divisor, perturbation=config.sam_perturbation)
 
 
 def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,
@@ -269,7 +270,18 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
     configure_threads()
     data = load_data(config.data_config, data_dir)
     groups = data.groups(config.group_scheme)
-    build = functools.partial(_builder(config), config, data, device, exp_dir=path.parent.parent, progress=progress)
+    info = dist_info()
+    if info.enabled:
+        check_supported(config)
+    builder = functools.partial(_builder(config), config, data, device, exp_dir=path.parent.parent, progress=progress)
+
+    def build() -> Setup:
+        setup = builder()
+        if info.enabled:       # every rank draws the same global batches and keeps its slice
+            setup.loader = ShardedLoader(setup.loader, info)
+            seed_everything(derived_seed(config.seed, info.rank))   # the global generator (dropout, say) per rank
+        return setup
+
     setup = build()
     model, optimizer = setup.model, setup.optimizer
     eval_kw = eval_options(config, data)
@@ -284,17 +296,18 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
             warnings.warn(f"cannot resume: {err}; training {path.name} from scratch.", stacklevel=3)
             setup = build()
             model, optimizer = setup.model, setup.optimizer
-    env = environment(device)
-    io.write_json(path / "config.json", config.to_dict())
-    io.write_json(path / "environment.json", env)
+    env = {**environment(device), "world_size": info.world_size}
+    if info.is_main:           # rank 0 alone writes the run folder
+        io.write_json(path / "config.json", config.to_dict())
+        io.write_json(path / "environment.json", env)
 
     last_eval: dict = {}
 
     def evaluate_epoch(_: nn.Module, epoch: int) -> dict:
         # the plain model, never a compiled wrapper: its state dict is what gets saved
-        results = {"test": evaluate(model, data.test, **eval_kw)}
+        results = {"test": evaluate_sharded(model, data.test, **eval_kw)}
         if data.val is not None:
-            results["val"] = evaluate(model, data.val, **eval_kw)
+            results["val"] = evaluate_sharded(model, data.val, **eval_kw)
         summaries = {split: res.summary(groups) for split, res in results.items()}
         last_eval.update(epoch=epoch + 1, summaries=summaries)  # reused by the final results (no TTA)
         for selection, split in (("best_val", "val"), ("best_test", "test")):
@@ -312,11 +325,12 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
         if setup.epoch_log is not None:
             record.update(setup.epoch_log())
         history.append(record)
-        io.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch + 1, "history": history, "best": best}, ckpt)
+        if info.is_main:
+            io.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "epoch": epoch + 1, "history": history, "best": best}, ckpt)
 
     t0 = time.perf_counter()
-    fit(training_module(model, config), setup.loader, setup.step, setup.loss_fn, setup.schedule,
+    fit(training_module(wrap_model(model, info), config), setup.loader, setup.step, setup.loss_fn, setup.schedule,
         epochs=config.epochs, start_epoch=start_epoch,
         evaluate=evaluate_epoch, eval_every=config.eval_every, on_epoch_end=save_epoch, progress=progress,
         desc=path.name)
@@ -326,14 +340,17 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
     metrics["train_time_s"] = sum(r["train_time_s"] for r in history)
     metrics["wall_time_s"] = time.perf_counter() - t0
 
-    io.save_checkpoint({"model": model.state_dict(), **{f"{s}_model": b["model"] for s, b in best.items()}},
-                       path / "model.pt")
     hist = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
     lists = {k for r in history for k, v in r.items() if isinstance(v, list)}
     metrics.update({k: [x for r in history for x in r.get(k, [])] for k in lists})  # e.g. MaxNorm clip fractions
-    io.write_text(path / "history.csv", hist.to_csv(index=False))
-    io.write_json(path / "metrics.json", metrics)  # written last: its presence marks a finished run
-    ckpt.unlink(missing_ok=True)
+    if info.is_main:
+        io.save_checkpoint({"model": model.state_dict(), **{f"{s}_model": b["model"] for s, b in best.items()}},
+                           path / "model.pt")
+        io.write_text(path / "history.csv", hist.to_csv(index=False))
+        io.write_json(path / "metrics.json", metrics)  # written last: its presence marks a finished run
+        ckpt.unlink(missing_ok=True)
+    if info.enabled:
+        dist.barrier()         # the folder is complete before any rank moves on
     return Run(config, path, metrics, hist, env, model)
 
 
@@ -353,7 +370,7 @@ def _final_results(model: nn.Module, best: dict, last_eval: dict, config, data: 
         if summaries is None or config.tta:
             scratch.load_state_dict(weights)
             splits = {"test": data.test} if data.val is None else {"test": data.test, "val": data.val}
-            summaries = {name: evaluate(scratch, split, tta=config.tta, **eval_kw).summary(groups)
+            summaries = {name: evaluate_sharded(scratch, split, tta=config.tta, **eval_kw).summary(groups)
                          for name, split in splits.items()}
         out[selection] = {"epoch": epoch, **summaries}
     out["selections"] = list(states)

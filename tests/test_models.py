@@ -18,13 +18,20 @@ def test_resnet34_wb_parameter_count():
     assert count_parameters(build_model("resnet34_wb", 100)) == 21_328_292
 
 
+@pytest.mark.parametrize("name,expected", [("resnet50", 25_557_032), ("resnext50", 25_028_904)])
+def test_imagenet_backbones_match_torchvision_parameter_counts(name, expected):
+    # torchvision's documented counts at 1,000 classes: the split into features + classifier loses nothing
+    assert count_parameters(build_model(name, 1000)) == expected
+
+
 def test_one_channel_stem_drops_only_stem_weights():
     # 2 input channels fewer x 16 filters x 3 x 3
     assert count_parameters(build_model("resnet32", 10, in_channels=1)) == 464_154 - 2 * 16 * 9
 
 
 @pytest.mark.parametrize("name,shape", [("resnet32", (2, 3, 32, 32)), ("resnet32", (2, 1, 28, 28)),
-                                        ("resnet20", (2, 1, 28, 28)), ("resnet34_wb", (2, 1, 28, 28))])
+                                        ("resnet20", (2, 1, 28, 28)), ("resnet34_wb", (2, 1, 28, 28)),
+                                        ("resnet50", (2, 3, 32, 32)), ("resnext50", (2, 1, 32, 32))])
 def test_features_and_classifier_compose(name, shape):
     torch.manual_seed(0)
     model = build_model(name, 7, in_channels=shape[1]).eval()

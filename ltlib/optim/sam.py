@@ -15,7 +15,8 @@ For all of them epsilon = rho * T * (T g) / ||T g||, with rho read per parameter
 Choices where the references disagree are named options (:class:`SAMOptions`): how the weights are
 restored (an exact copy, as davda54; or subtraction, as ASAM and ImbSAM), what BatchNorm does in the
 second pass (update its running statistics again, as ASAM / ImbSAM / Saddle-LongTail; or keep the first
-pass's, as davda54's example), ImbSAM's x2 tail factor and its division by the full batch.
+pass's, as davda54's example), ImbSAM's x2 tail factor and its division by the full batch. Under DDP
+(:mod:`ltlib.distributed`) the ascent is per replica by default, as the SAM paper does (``perturbation``).
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..data.mixing import Targets, primary_labels
+from ..distributed import average_gradients, local_pass
 from ..errors import ConfigError
 from .step import STEPS, Autocast, LossFn, StepResult, forward_loss, forward_losses
 
 BN_MODES = ("update", "bypass")
+PERTURBATION_MODES = ("replica", "global")
 RESTORE_MODES = ("copy", "subtract")
 TAIL_DIVISORS = ("batch", "group")
 
@@ -48,6 +51,8 @@ class SAMOptions:
     tail_classes: tuple[int, ...] = ()  # ImbSAM's tail set T (see tail_classes_from_counts)
     tail_factor: float = 2.0           # ImbSAM's x2 on the tail loss (official code since 2023-09-15)
     tail_divisor: str = "batch"        # "batch": both partial losses / B (official); "group": / group size
+    perturbation: str = "replica"      # under DDP: epsilon from each replica's own gradient (the SAM paper), or
+                                       # "global": from the gradient averaged over the ranks (single-process SAM)
 
     def __post_init__(self) -> None:
         if not self.rho >= 0:
@@ -58,7 +63,8 @@ class SAMOptions:
             raise ConfigError(f"ImbSAM tail_factor must be > 0, got {self.tail_factor}")
         for name, value, choices in (("bn_second_pass", self.bn_second_pass, BN_MODES),
                                      ("restore", self.restore, RESTORE_MODES),
-                                     ("tail_divisor", self.tail_divisor, TAIL_DIVISORS)):
+                                     ("tail_divisor", self.tail_divisor, TAIL_DIVISORS),
+                                     ("perturbation", self.perturbation, PERTURBATION_MODES)):
             if value not in choices:
                 raise ConfigError(f"SAM option {name}: {value!r} is not one of {choices}")
 
@@ -193,9 +199,10 @@ class SAMStep:
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult:
-        loss, logits = forward_loss(model, images, labels, loss_fn, self.autocast)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with local_pass(model, self.options.perturbation == "replica"):   # DDP: the ascent stays per replica
+            loss, logits = forward_loss(model, images, labels, loss_fn, self.autocast)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         self.perturbation.ascend()
         self.optimizer.zero_grad(set_to_none=True)
         with bn_stats_frozen(model, self.options.bn_second_pass == "bypass"):
@@ -252,16 +259,22 @@ class ImbSAMStep:
                  loss_fn: LossFn) -> StepResult:
         tail = self.tail_mask(labels)
         factor = self.options.tail_factor
-        losses, logits = forward_losses(model, images, labels, loss_fn, self.autocast)
-        head_loss = self._partial(losses, ~tail)
-        tail_loss = factor * self._partial(losses, tail)
-        self.optimizer.zero_grad(set_to_none=True)
-        head_loss.backward(retain_graph=True)
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        head_grads = [p.grad for p in params]
-        for p in params:
-            p.grad = None
-        tail_loss.backward()
+        # two backwards share the first graph, so under DDP both stay local and the stored head gradient (and,
+        # for a global perturbation, the tail gradient) is averaged over the ranks explicitly
+        with local_pass(model):
+            losses, logits = forward_losses(model, images, labels, loss_fn, self.autocast)
+            head_loss = self._partial(losses, ~tail)
+            tail_loss = factor * self._partial(losses, tail)
+            self.optimizer.zero_grad(set_to_none=True)
+            head_loss.backward(retain_graph=True)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            head_grads = [p.grad for p in params]
+            for p in params:
+                p.grad = None
+            tail_loss.backward()
+        average_gradients(head_grads, model)
+        if self.options.perturbation == "global":
+            average_gradients([p.grad for p in params], model)
         self.perturbation.ascend()
         self.optimizer.zero_grad(set_to_none=True)
         with bn_stats_frozen(model, self.options.bn_second_pass == "bypass"):

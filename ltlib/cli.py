@@ -1,0 +1,62 @@
+"""Train one run from the command line; under ``torchrun`` each process joins the DDP job.
+
+    python -m ltlib.cli --profile quick --recipe ce --set step=sam seed=1
+    torchrun --nproc_per_node 8 -m ltlib.cli --profile paper --recipe ce --dataset cifar100_lt
+
+``--set`` takes ``field=value`` pairs (values are read as JSON when they parse, else as text). Every rank
+builds the same config; rank 0 prints the result and writes ``exp/``. A finished run is loaded, not retrained.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import make_config
+from .errors import ConfigError
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["epochs=5", "step=sam"]`` -> ``{"epochs": 5, "step": "sam"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects field=value, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--recipe", default="ce")
+    parser.add_argument("--dataset", default="fashion_mnist_lt")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--exp-dir", default=None)
+    args = parser.parse_args(argv)
+
+    import torch.distributed as dist
+
+    from .distributed import init_from_env, rank_device
+    from .experiment import run
+
+    config = make_config(args.profile, args.recipe, args.dataset, **parse_overrides(args.set))
+    info = init_from_env()
+    try:
+        result = run(config, exp_dir=args.exp_dir, device=rank_device(info, args.device), progress=info.is_main)
+        if info.is_main:
+            print(result)
+            print(result.path)
+    finally:
+        if info.enabled:
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

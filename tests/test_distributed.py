@@ -1,0 +1,156 @@
+"""DDP on CPU: gloo, 2 processes launched by torchrun. An epoch of SGD equals the single-process epoch over
+the same global batches; SAM and ImbSAM perturb per replica (or globally, by option); a whole run trains,
+evaluates (gathered over the ranks) and writes its folder from rank 0; bad input is named."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ddp_worker as W
+from ltlib.config import make_config
+from ltlib.data.mixing import MixedTargets
+from ltlib.distributed import DistInfo, ShardedLoader, check_batch, check_supported, shard_batch
+from ltlib.errors import ConfigError
+from ltlib.evaluate import evaluate
+from ltlib.experiment import eval_options, load_data, load_run
+from ltlib.optim.step import build_sgd
+from ltlib.stage2 import make_stage2
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ("sgd:replica", "sam:replica", "sam:global", "imbsam:replica", "imbsam:global")
+
+
+def torchrun(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def ddp_params(tmp_path_factory) -> dict[str, dict]:
+    """The parameters rank 0 holds after each toy training of :data:`CASES` (one torchrun launch)."""
+    out = tmp_path_factory.mktemp("ddp")
+    torchrun([str(ROOT / "tests" / "ddp_worker.py"), str(out), *CASES], out)
+    return {case: torch.load(out / f"{case.replace(':', '-')}.pt", weights_only=True) for case in CASES}
+
+
+def assert_same(state: dict, model: torch.nn.Module, atol: float = 1e-6) -> None:
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(state[name], value, atol=atol, rtol=0, msg=name)
+
+
+def per_replica_reference(step: str, world: int = 2) -> torch.nn.Module:
+    """SAM / ImbSAM with each replica's own perturbation, written out by hand in one process: the final
+    gradient is the mean over the replicas of their gradients at w + epsilon_r (ImbSAM: plus the mean head
+    gradient at w), epsilon_r = rho g_r / ||g_r|| from the replica's slice alone."""
+    model = W.toy_model()
+    params = list(model.parameters())
+    optimizer = build_sgd(model, lr=W.LR, momentum=0.9, weight_decay=5e-4)
+    tail = torch.tensor(W.TAIL)
+
+    def partial(losses, mask, factor=1.0):
+        return factor * torch.where(mask, losses, torch.zeros(())).sum() / len(losses)
+
+    for epoch in range(W.EPOCHS):
+        for images, labels in W.toy_loader().epoch(epoch):
+            total = [torch.zeros_like(p) for p in params]
+            for r in range(world):
+                part = slice(len(labels) * r // world, len(labels) * (r + 1) // world)
+                x, y = images[part], labels[part]
+                losses = W.loss_fn(model(x), y)
+                is_tail = torch.isin(y, tail)
+                if step == "sam":
+                    ascent = losses.mean()
+                else:
+                    head = torch.autograd.grad(partial(losses, ~is_tail), params, retain_graph=True)
+                    total = [t + h / world for t, h in zip(total, head)]
+                    ascent = partial(losses, is_tail, 2.0)
+                g = torch.autograd.grad(ascent, params)
+                norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+                eps = [W.RHO * gi / (norm + 1e-12) for gi in g]
+                with torch.no_grad():
+                    torch._foreach_add_(params, eps)
+                second = W.loss_fn(model(x), y)
+                second = second.mean() if step == "sam" else partial(second, is_tail, 2.0)
+                h = torch.autograd.grad(second, params)
+                with torch.no_grad():
+                    torch._foreach_sub_(params, eps)
+                total = [t + hi / world for t, hi in zip(total, h)]
+            for p, t in zip(params, total):
+                p.grad = t
+            optimizer.step()
+    return model
+
+
+def test_a_ddp_sgd_epoch_equals_the_single_process_epoch(ddp_params):
+    assert_same(ddp_params["sgd:replica"], W.train("sgd"))
+
+
+@pytest.mark.parametrize("step", ["sam", "imbsam"])
+def test_a_global_perturbation_equals_single_process_sam(ddp_params, step):
+    assert_same(ddp_params[f"{step}:global"], W.train(step))
+
+
+@pytest.mark.parametrize("step", ["sam", "imbsam"])
+def test_the_default_perturbation_is_per_replica(ddp_params, step):
+    assert_same(ddp_params[f"{step}:replica"], per_replica_reference(step), atol=1e-5)
+    # and it is not the global one: the test would catch a perturbation that is silently all-reduced
+    diff = max((ddp_params[f"{step}:replica"][k] - ddp_params[f"{step}:global"][k]).abs().max().item()
+               for k in ddp_params[f"{step}:replica"])
+    assert diff > 1e-4
+
+
+def test_sharding_keeps_every_sample_once_and_slices_mixed_targets():
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    labels = torch.arange(10)
+    parts = [shard_batch(images, labels, DistInfo(r, 3)) for r in range(3)]
+    assert torch.cat([p[1] for p in parts]).tolist() == list(range(10))       # a short batch: 3 / 3 / 4
+    mixed = MixedTargets(labels, labels.flip(0), torch.linspace(0, 1, 10))
+    x, t = shard_batch(images, mixed, DistInfo(1, 2))
+    assert t.labels.tolist() == [5, 6, 7, 8, 9] and t.other.tolist() == [4, 3, 2, 1, 0] and len(t.weight) == 5
+    _, t = shard_batch(images, MixedTargets(labels, labels, torch.tensor(0.3)), DistInfo(0, 2))
+    assert t.weight.dim() == 0                                                  # one lam per batch stays one
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ConfigError, match="not divisible by the world size 5"):
+        check_batch(12, 5)
+    with pytest.raises(ConfigError, match="not divisible"):
+        ShardedLoader(W.toy_loader(), DistInfo(0, 5))
+    stage1 = make_config("smoke")
+    with pytest.raises(ConfigError, match="CC-SAM in one process"):
+        check_supported(stage1.replace(step="ccsam"))
+    with pytest.raises(ConfigError, match="without torchrun"):
+        check_supported(make_stage2(stage1, "crt"))
+    check_supported(stage1.replace(step="imbsam"))
+
+
+def test_torchrun_trains_a_run_and_rank_0_writes_it(fake_fmnist, exp_dir, tmp_path):
+    args = ["-m", "ltlib.cli", "--profile", "smoke", "--recipe", "ce", "--set", "step=sam", "test_per_class=null"]
+    proc = torchrun(args, tmp_path, env={"LTLIB_EXP_DIR": str(exp_dir)})
+    folders = list((exp_dir / "fashion_mnist_lt").iterdir())
+    assert len(folders) == 1 and str(folders[0]) in proc.stdout
+    assert json.loads((folders[0] / "environment.json").read_text())["world_size"] == 2
+    assert not (folders[0] / "checkpoint.pt").exists()
+    # the accuracy the ranks gathered equals a single-process evaluation of the saved model
+    run = load_run(folders[0])
+    data = load_data(run.config)
+    result = evaluate(run.model, data.test, **eval_options(run.config, data))
+    assert run.metrics["last"]["test"]["overall"] == pytest.approx(result.overall)
+
+
+def test_cli_overrides_parse_as_json_or_text():
+    from ltlib.cli import parse_overrides
+
+    assert parse_overrides(["epochs=5", "step=sam", "rho=0.1", "test_per_class=null"]) == \
+        {"epochs": 5, "step": "sam", "rho": 0.1, "test_per_class": None}
+    with pytest.raises(ConfigError, match="field=value"):
+        parse_overrides(["epochs"])
