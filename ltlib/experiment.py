@@ -50,6 +50,11 @@ def run_dir(config: RunConfig, exp_dir: str | Path | None = None) -> Path:
     return Path(exp_dir or default_exp_dir()) / config.data_config.dataset / config.run_name
 
 
+def is_finished(path: Path) -> bool:
+    """Whether the run folder ``path`` holds a finished run: ``metrics.json`` is written last."""
+    return (path / "metrics.json").is_file()
+
+
 def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
     """The long-tailed data a config trains and evaluates on."""
     return load_longtail(
@@ -108,7 +113,7 @@ def run(config, *, exp_dir: str | Path | None = None, device: str | torch.device
     it finished before."""
     path = run_dir(config, exp_dir)
     dev = resolve_device(device)
-    if not retrain and (path / "metrics.json").is_file():
+    if not retrain and is_finished(path):
         try:
             return load_run(path, device=dev)
         except CheckpointError as err:
@@ -123,7 +128,7 @@ def run_seeds(config, seeds: list[int], **kwargs) -> list[Run]:
 
 def cached_seeds(config, seeds: list[int], exp_dir: str | Path | None = None) -> list[int]:
     """The seeds among ``seeds`` whose run of ``config`` finished before (loading them trains nothing)."""
-    return [int(s) for s in seeds if (run_dir(config.with_seed(int(s)), exp_dir) / "metrics.json").is_file()]
+    return [int(s) for s in seeds if is_finished(run_dir(config.with_seed(int(s)), exp_dir))]
 
 
 def _builder(config):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import io
 from .env import hardware_label
-from .experiment import config_from_dict, default_exp_dir
+from .experiment import config_from_dict, default_exp_dir, is_finished
 from .results import format_mean_std, summarize
 
 METRICS = ("overall", "many", "medium", "few")
@@ -41,7 +41,7 @@ def describe_method(config) -> dict:
 
 
 def _row(path: Path) -> dict | None:
-    if not (path / "metrics.json").is_file():
+    if not is_finished(path):
         return None
     try:
         config = config_from_dict(io.read_json(path / "config.json"))

@@ -272,9 +272,8 @@ class ImbSAMStep:
             for p in params:
                 p.grad = None
             tail_loss.backward()
-        average_gradients(head_grads, model)
-        if self.options.perturbation == "global":
-            average_gradients([p.grad for p in params], model)
+        tail_grads = [p.grad for p in params] if self.options.perturbation == "global" else []
+        average_gradients(head_grads + tail_grads, model)      # one all-reduce for both
         self.perturbation.ascend()
         self.optimizer.zero_grad(set_to_none=True)
         with bn_stats_frozen(model, self.options.bn_second_pass == "bypass"):
