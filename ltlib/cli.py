@@ -2,6 +2,7 @@
 
     python -m ltlib.cli --profile quick --recipe ce --set step=sam seed=1
     torchrun --nproc_per_node 8 -m ltlib.cli --profile paper --recipe ce --dataset cifar100_lt
+    torchrun --nproc_per_node 8 -m ltlib.cli --profile paper --recipe cmo --dataset imagenet_lt --set loss=bs mixing=cmo
 
 ``--set`` takes ``field=value`` pairs (values are read as JSON when they parse, else as text). Every rank
 builds the same config; rank 0 prints the result and writes ``exp/``. A finished run is loaded, not retrained.
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="ce")
     parser.add_argument("--dataset", default="fashion_mnist_lt")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides")
+    parser.add_argument("--data-dir", default=None,
+                        help="the data set's folder (default: its $LTLIB_*_DIR variable, or the standard place)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--exp-dir", default=None)
     args = parser.parse_args(argv)
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     config = make_config(args.profile, args.recipe, args.dataset, **parse_overrides(args.set))
     info = init_from_env()
     try:
-        result = run(config, exp_dir=args.exp_dir, device=rank_device(info, args.device), progress=info.is_main)
+        result = run(config, exp_dir=args.exp_dir, device=rank_device(info, args.device), data_dir=args.data_dir,
+                     progress=info.is_main)
         if info.is_main:
             print(result)
             print(result.path)

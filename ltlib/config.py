@@ -79,9 +79,11 @@ _HASHED_WHEN = {
     "drw_start": lambda c: c.reweight == "drw",
     "drw_beta": lambda c: c.reweight == "drw",
     # only a DDP job tells the two apart; hashed when it is not the default, so earlier runs keep their hash
+    "image_size": lambda c: c.image_size is not None,
+    "color_jitter": lambda c: c.color_jitter != 0,
     "sam_perturbation": lambda c: c.step != "sgd" and c.sam_perturbation != "replica",
 }
-_CHOICES = {"val_split": ("none", "holdout", "unused"), "classifier": ("linear", "normed"),
+_CHOICES = {"val_split": ("none", "holdout", "unused", "official"), "classifier": ("linear", "normed"),
             "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
             "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS,
             "sam_perturbation": PERTURBATION_MODES,
@@ -95,17 +97,20 @@ class RunConfig:
     name: str = "ce"
     # data
     dataset: str = "fashion_mnist_lt"
-    imbalance_factor: float = 100.0
+    imbalance_factor: float | None = None   # None: 100, or a natural data set's own (ImageNet-LT: 256)
     imbalance_profile: str = "exp"
     n_max: int | None = None            # head-class size; None = the data set's full per-class count
     subset: str = "shuffle"             # which images: "first" in file order or a seeded "shuffle"
     subset_seed: int = 0                # draws the subset and the validation split; not the training seed
-    val_split: str = "none"             # "none", "holdout" (carved from the LT set) or "unused" (balanced)
+    val_split: str = "none"             # "none", "holdout" (carved from the LT set), "unused" (balanced) or
+    #                                     "official" (a folder data set's validation list)
     val_fraction: float = 0.1           # per class, for val_split="holdout"
     val_per_class: int = 100            # for val_split="unused"
     test_per_class: int | None = None   # None = the whole balanced test set
     crop_padding: int | None = None     # None = the data set's standard (4 for CIFAR, 2 for 28x28)
     flip: bool = True
+    image_size: int | None = None       # folder data sets: the side images are kept at (None: 256; crops 7/8)
+    color_jitter: float = 0.0           # ColorJitter(s, s, s) on the training crops (CMO's ImageNet-LT: 0.4)
     # model
     model: str = "resnet32"
     width: float = 1.0
@@ -136,7 +141,8 @@ class RunConfig:
     imbsam_divisor: str = "batch"       # ImbSAM's partial losses / the full batch ("batch") or / group size
     bn_second_pass: str = "update"      # BN running stats in SAM's second pass: "update" again or "bypass"
     sam_restore: str = "copy"           # back to w by an exact "copy" or by "subtract"ing epsilon
-    sam_perturbation: str = "replica"   # under DDP: epsilon per replica (the SAM paper) or "global" (all-reduced)
+    sam_perturbation: str = "replica"   # under DDP: epsilon per replica (the SAM paper) or "global" (all-reduced);
+    #                                     CC-SAM: its per-class gradients from the replica's slice or the global batch
     # CC-SAM stage 1 (algorithms.md §3.4; see ltlib/optim/ccsam.py)
     ccsam_radius: float = 1e-6          # the code's noise_ratio r: 1e-6 as released, where it is negligible
     ccsam_flat_ratio: float = 0.3       # f in (1 - f) clean + f flat (Cifar10.json 0.3, Cifar100.json 0.5)
@@ -170,6 +176,11 @@ class RunConfig:
     recipe: str = "custom"
 
     def __post_init__(self) -> None:
+        spec = DATASETS.get(self.dataset) if self.dataset in DATASETS else None
+        if spec is not None and spec.natural:
+            _check_natural(self, spec)
+        if self.imbalance_factor is None:
+            object.__setattr__(self, "imbalance_factor", spec.imbalance_factor if spec and spec.natural else 100.0)
         _validate(self)
         spec = DATASETS.get(self.dataset)
         if self.n_max is None:
@@ -196,6 +207,11 @@ class RunConfig:
         return f"{self.name}-{self.hash()}"
 
     def replace(self, **changes) -> "RunConfig":
+        """A copy with ``changes``. Moving to or from a folder data set drops the derived imbalance factor and
+        head-class size (unless given), which belong to the data set."""
+        if "dataset" in changes and changes["dataset"] != self.dataset and any(
+                name in DATASETS and DATASETS.get(name).natural for name in (self.dataset, changes["dataset"])):
+            changes = {"imbalance_factor": None, "n_max": None, **changes}
         return dataclasses.replace(self, **_check_names(changes))
 
     def with_seed(self, seed: int) -> "RunConfig":
@@ -300,6 +316,28 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(f"RunConfig.{name}: must be {'>= 0' if name == 'crop_padding' else '>= 1'}, got {value}")
     if cfg.seed < 0 or cfg.subset_seed < 0:
         raise ConfigError("RunConfig.seed and RunConfig.subset_seed must be >= 0")
+    natural = DATASETS.get(cfg.dataset).natural
+    if not natural and (cfg.image_size is not None or cfg.val_split == "official"):
+        raise ConfigError(f"RunConfig: image_size and val_split='official' are for folder data sets "
+                          f"({', '.join(n for n in DATASETS if DATASETS.get(n).natural)}), not {cfg.dataset}")
+    if not 0 <= cfg.color_jitter or not math.isfinite(cfg.color_jitter):
+        raise ConfigError(f"RunConfig.color_jitter: a ColorJitter strength >= 0, got {cfg.color_jitter!r}")
+    if cfg.color_jitter and DATASETS.get(cfg.dataset).image_shape[0] != 3:
+        raise ConfigError(f"RunConfig.color_jitter: jitters colour, but {cfg.dataset} is greyscale; set it to 0")
+
+
+def _check_natural(cfg: RunConfig, spec) -> None:
+    """A natural long tail (a folder data set) has its own imbalance factor, head class and subset."""
+    if cfg.imbalance_factor is not None and float(cfg.imbalance_factor) != spec.imbalance_factor:
+        raise ConfigError(f"RunConfig.imbalance_factor: {cfg.dataset} is long-tailed by itself (imbalance factor "
+                          f"{spec.imbalance_factor:g}); leave imbalance_factor unset")
+    if cfg.n_max is not None and cfg.n_max != spec.n_max:
+        raise ConfigError(f"RunConfig.n_max: {cfg.dataset}'s head class has {spec.n_max} images; leave n_max unset")
+    if cfg.val_split == "unused":
+        raise ConfigError(f"RunConfig.val_split: {cfg.dataset} leaves no unused images; use 'official' (its "
+                          "validation list), 'holdout' or 'none'")
+    if cfg.image_size is not None and cfg.image_size < 8:
+        raise ConfigError(f"RunConfig.image_size: must be at least 8 pixels, got {cfg.image_size}")
 
 
 def _check_type(name: str, value: object, hint: object) -> None:
@@ -325,14 +363,31 @@ def _check_type(name: str, value: object, hint: object) -> None:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A paper's stage-1 training choices at paper scale, and the values used at CPU quick scale."""
+    """A paper's stage-1 training choices at paper scale, and the values used at CPU quick scale.
+
+    ``large`` holds, per folder data set, the values the paper's own code trains that data set with (the
+    ``paper`` profile on it); a recipe without them refuses the large data sets at paper scale rather than
+    guess.
+    """
 
     paper: dict
     quick: dict
     common: dict = field(default_factory=dict)
+    large: dict = field(default_factory=dict)
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
+# CMO's imagenet_train.py / inat18_train.py (naver-ai/cmo; README commands): torchvision ResNet-50, SGD lr 0.1,
+# WD 2e-4, 100 epochs, 5-epoch warm-up, many / medium / few as OLTR (>100, 21-100, <=20). ImageNet-LT: batch
+# 128 (the default), ColorJitter 0.4, x0.1 / x0.01 after epochs 60 / 80, DRW from epoch 80. iNaturalist:
+# batch 256 (README), no jitter, its own normalisation, x0.1 after epoch 75; its DRW and second drop sit at
+# epoch 160, which 100 epochs never reach (kept: drw_start 1.0).
+_CMO_LARGE = dict(model="resnet50", epochs=100, lr=0.1, weight_decay=2e-4, warmup_epochs=5, eval_every=1,
+                  group_scheme="oltr", subset="first")
+CMO_LARGE = {
+    "imagenet_lt": dict(_CMO_LARGE, batch_size=128, color_jitter=0.4, schedule="imagenet_multistep", drw_start=0.8),
+    "inat2018": dict(_CMO_LARGE, batch_size=256, schedule="inat_multistep", drw_start=1.0),
+}
 # CC-SAM's radius r at quick scale, where the released 1e-6 leaves the flat loss unperturbed (notebook 04)
 QUICK_CCSAM_RADIUS = 0.03
 RECIPES.add("ce", Recipe(
@@ -343,6 +398,7 @@ RECIPES.add("ce", Recipe(
     # quick-profile-pilot.md: lr 0.1, 2-epoch warm-up + per-step cosine, 30 epochs, width 0.5
     quick=dict(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine", warmup_epochs=2,
                eval_every=10, width=0.5),
+    large=CMO_LARGE,
 ), "cross-entropy as LDAM-DRW / CMO train it: ResNet-32, SGD lr 0.1, warm-up + steps at 160/180 of 200")
 RECIPES.add("wb", Recipe(
     common=dict(loss="ce", momentum=0.9, subset="first", schedule="cosine_epoch_start", warmup_epochs=0),
@@ -387,6 +443,7 @@ RECIPES.add("cmo", Recipe(
     # CMO off in the first 2 and the last epoch; width 0.5 and WD 5e-4 as the `ce` recipe's quick scale
     quick=dict(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=2, eval_every=10, width=0.5,
                cmo_start=1, cmo_end=1),
+    large={name: dict(values, cmo_start=3, cmo_end=3) for name, values in CMO_LARGE.items()},
 ), "CMO / LDAM-DRW: ResNet-32, SGD lr 0.1, warm-up then x0.01 / x0.0001 at 80% / 90%, DRW at 80%; CMO p 0.5")
 
 PROFILES: Registry[dict] = Registry("profile")
@@ -403,12 +460,36 @@ def make_config(profile: str = "quick", recipe: str = "ce", dataset: str = "fash
     """Resolve recipe (paper or quick values) <- profile scale <- ``overrides`` into a RunConfig."""
     scale = dict(PROFILES.get(profile))
     rec = RECIPES.get(recipe)
-    values = {**rec.common, **(rec.paper if profile == "paper" else rec.quick)}
     spec = DATASETS.get(dataset)
+    if spec.natural:
+        return _natural_config(profile, recipe, rec, dataset, spec, scale, overrides)
+    values = {**rec.common, **(rec.paper if profile == "paper" else rec.quick)}
     if "n_max" in scale:
         scale["n_max"] = min(scale["n_max"], spec.n_max)
     if scale.get("val_split") == "unused" and scale.get("n_max", spec.n_max) >= spec.n_max:
         scale["val_split"] = "holdout"  # no unused head-class images left: carve from the LT set
+    values.update(scale)
+    values.update(dataset=dataset, profile=profile, recipe=recipe)
+    values.update(overrides)
+    return RunConfig.from_dict(values)
+
+
+def _natural_config(profile: str, recipe: str, rec: Recipe, dataset: str, spec, scale: dict,
+                    overrides: dict) -> RunConfig:
+    """make_config on a folder data set: its long tail as it is; at paper scale, the recipe's own values
+    for that data set (``Recipe.large``)."""
+    if profile == "paper":
+        if dataset not in rec.large:
+            having = sorted(n for n in RECIPES if dataset in RECIPES.get(n).large)
+            raise ConfigError(f"recipe {recipe!r} has no published {dataset} recipe in its code: use one of "
+                              f"{having or 'none'} (e.g. make_config('paper', 'cmo', {dataset!r}, step='imbsam')), "
+                              "or build a RunConfig with every field given")
+        values = {**rec.common, **rec.large[dataset]}
+    else:
+        values = {**rec.common, **rec.quick}
+    scale.pop("n_max", None)
+    if scale.get("val_split") == "unused":
+        scale["val_split"] = "official" if "val" in spec.splits else "holdout"
     values.update(scale)
     values.update(dataset=dataset, profile=profile, recipe=recipe)
     values.update(overrides)

@@ -11,7 +11,9 @@ BatchNorm is the exception: each replica normalises with its own slice's statist
 The SAM family (:mod:`ltlib.optim.sam`) perturbs per replica by default, as the SAM paper does: the ascent
 gradient stays local (``no_sync``), and only the gradient at ``w + epsilon`` is averaged. ImbSAM's head
 gradient, stored between its passes, is averaged explicitly. ``SAMOptions(perturbation="global")``
-averages the ascent gradient too, which reproduces single-process SAM over the global batch.
+averages the ascent gradient too, which reproduces single-process SAM over the global batch. CC-SAM
+(:mod:`ltlib.optim.ccsam`) likewise computes its per-class classifier gradients from the replica's slice,
+or, with ``perturbation="global"``, from the gathered global batch.
 """
 from __future__ import annotations
 
@@ -150,9 +152,14 @@ def average_gradients(grads: list[torch.Tensor | None], model: nn.Module) -> Non
 
 def gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate each rank's tensor along dim 0, in rank order (equal or unequal lengths)."""
+    return gather_rows(tensor)[0]
+
+
+def gather_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """:func:`gather_cat`, and the row where this rank's own rows start in the result."""
     info = dist_info()
     if not info.enabled:
-        return tensor
+        return tensor, 0
     sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(info.world_size)]
     dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
     longest = int(max(s.item() for s in sizes))
@@ -160,7 +167,8 @@ def gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     padded[:len(tensor)] = tensor
     parts = [torch.empty_like(padded) for _ in range(info.world_size)]
     dist.all_gather(parts, padded)
-    return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
+    start = int(sum(s.item() for s in sizes[:info.rank]))
+    return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]), start
 
 
 def broadcast_buffers(model: nn.Module) -> None:
@@ -191,10 +199,7 @@ def evaluate_sharded(model: nn.Module, data, **options):
 
 
 def check_supported(config) -> None:
-    """What a DDP job can train now: stage 1 with any step but CC-SAM's (its per-class gradients are not reduced)."""
+    """What a DDP job can train: stage 1, with any step."""
     if not hasattr(config, "step") or hasattr(config, "stage1"):
         raise ConfigError("stage-2 runs train in one process (they retrain the classifier only): run them "
                           "without torchrun, on the stage-1 run the DDP job wrote")
-    if config.step == "ccsam":
-        raise ConfigError("step='ccsam' is not supported under DDP yet: its per-class gradients are computed on "
-                          "each replica and not reduced. Run CC-SAM in one process.")

@@ -61,7 +61,7 @@ def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
         config.dataset, config.imbalance_factor, imbalance_profile=config.imbalance_profile, n_max=config.n_max,
         subset=config.subset, subset_seed=config.subset_seed, val_split=config.val_split,
         val_fraction=config.val_fraction, val_per_class=config.val_per_class,
-        test_per_class=config.test_per_class, data_dir=data_dir,
+        test_per_class=config.test_per_class, data_dir=data_dir, image_size=config.image_size,
     )
 
 
@@ -69,7 +69,7 @@ def eval_options(config, data: LongTailData) -> dict:
     """The keyword arguments every evaluation of ``config``'s model takes (normalisation, batch size, precision,
     memory format, BN folding), for :func:`~ltlib.evaluate.evaluate` and :func:`~ltlib.evaluate.predict_logits`."""
     return dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size, precision=config.precision,
-                channels_last=config.channels_last, fold_bn=config.fold_bn)
+                channels_last=config.channels_last, fold_bn=config.fold_bn, center_crop=data.crop_size)
 
 
 def new_model(config: RunConfig, num_classes: int, device: torch.device) -> nn.Module:
@@ -220,7 +220,7 @@ def step_options(config: RunConfig, class_counts: list[int]) -> SAMOptions | CCS
     if config.step == "ccsam":
         return CCSAMOptions(class_counts=tuple(class_counts), radius=config.ccsam_radius,
                             flat_ratio=config.ccsam_flat_ratio, direction=config.ccsam_direction,
-                            magnitude=config.ccsam_magnitude)
+                            magnitude=config.ccsam_magnitude, perturbation=config.sam_perturbation)
     return sam_options(config, class_counts)
 
 
@@ -239,7 +239,8 @@ def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size
         data.train, batch_size=batch_size, mean=data.mean, std=data.std,
         sampler=build_sampler(sampler, data.train.labels.to(device)), padding=config.crop_padding,
         flip=config.flip, seed=config.seed, drop_last=config.drop_last if drop_last is None else drop_last,
-        channels_last=config.channels_last, device=device, mix=mix,
+        channels_last=config.channels_last, device=device, mix=mix, resized_crop=data.crop_size,
+        jitter=config.color_jitter,
     )
 
 
@@ -273,9 +274,13 @@ def _resume(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, devi
 def _train(config, path: Path, device: torch.device, data_dir: str | None, progress: bool) -> Run:
     """The shared part of every run: resume, train, evaluate, checkpoint, write the folder."""
     configure_threads()
-    data = load_data(config.data_config, data_dir)
-    groups = data.groups(config.group_scheme)
     info = dist_info()
+    if info.enabled and info.local_rank != 0:
+        dist.barrier()         # the first rank of each machine decodes a folder data set's copy first
+    data = load_data(config.data_config, data_dir)
+    if info.enabled and info.local_rank == 0:
+        dist.barrier()
+    groups = data.groups(config.group_scheme)
     if info.enabled:
         check_supported(config)
     builder = functools.partial(_builder(config), config, data, device, exp_dir=path.parent.parent, progress=progress)

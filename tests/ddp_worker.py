@@ -14,12 +14,14 @@ import torch.nn.functional as F
 from ltlib.data.loader import DeviceLoader
 from ltlib.data.sources import ImageSet
 from ltlib.distributed import DistInfo, ShardedLoader, init_from_env, wrap_model
+from ltlib.optim.ccsam import CCSAMOptions
 from ltlib.optim.sam import SAMOptions
 from ltlib.optim.step import build_sgd, build_step
 from ltlib.train import fit
 
 BATCH, EPOCHS, LR, RHO = 12, 2, 0.1, 0.5
 TAIL = (2,)          # ImbSAM's tail: the rarest class
+COUNTS, CCSAM_R = (30, 12, 6), 0.5   # CC-SAM: the training counts, and a radius at which eps_c bites
 
 
 def toy_data() -> ImageSet:
@@ -30,9 +32,21 @@ def toy_data() -> ImageSet:
     return ImageSet(images, labels, ("a", "b", "c"))
 
 
+class ToyNet(nn.Module):
+    """Linear-Tanh-Linear, split into ``features`` and a linear ``classifier`` as ltlib's models are (CC-SAM)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh())
+        self.classifier = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 def toy_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+    return ToyNet()
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -44,11 +58,16 @@ def toy_loader(info: DistInfo = DistInfo()):
     return ShardedLoader(loader, info) if info.enabled else loader
 
 
+def options(step_name: str, perturbation: str) -> SAMOptions | CCSAMOptions:
+    if step_name == "ccsam":
+        return CCSAMOptions(class_counts=COUNTS, radius=CCSAM_R, flat_ratio=0.5, perturbation=perturbation)
+    return SAMOptions(rho=RHO, tail_classes=TAIL, perturbation=perturbation)
+
+
 def train(step_name: str, perturbation: str = "replica", info: DistInfo = DistInfo()) -> nn.Module:
     model = toy_model()
     optimizer = build_sgd(model, lr=LR, momentum=0.9, weight_decay=5e-4)
-    step = build_step(step_name, optimizer, model=model,
-                      options=SAMOptions(rho=RHO, tail_classes=TAIL, perturbation=perturbation))
+    step = build_step(step_name, optimizer, model=model, options=options(step_name, perturbation))
     fit(wrap_model(model, info), toy_loader(info), step, loss_fn, lambda epoch, i, steps: LR, epochs=EPOCHS,
         progress=False)
     return model

@@ -41,10 +41,14 @@ def test_unknown_names_list_the_valid_ones():
         make_config("quick", learning_rate=0.1)
 
 
-@pytest.mark.parametrize("bad", [1, 0.9, -5, "100", None, float("nan")])
+@pytest.mark.parametrize("bad", [1, 0.9, -5, "100", float("nan")])
 def test_bad_imbalance_factor(bad):
     with pytest.raises(ConfigError, match="imbalance_factor"):
         make_config("quick", imbalance_factor=bad)
+
+
+def test_unset_imbalance_factor_is_100():
+    assert make_config("quick", imbalance_factor=None).imbalance_factor == 100.0
 
 
 @pytest.mark.parametrize("field,value,why", [

@@ -1,5 +1,5 @@
 """DDP on CPU: gloo, 2 processes launched by torchrun. An epoch of SGD equals the single-process epoch over
-the same global batches; SAM and ImbSAM perturb per replica (or globally, by option); a whole run trains,
+the same global batches; SAM, ImbSAM and CC-SAM perturb per replica (or globally, by option); a whole run trains,
 evaluates (gathered over the ranks) and writes its folder from rank 0; bad input is named."""
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from ltlib.distributed import DistInfo, ShardedLoader, check_batch, check_suppor
 from ltlib.errors import ConfigError
 from ltlib.evaluate import evaluate
 from ltlib.experiment import eval_options, load_data, load_run
+from ltlib.optim.ccsam import CCSAMStep
 from ltlib.optim.step import build_sgd
 from ltlib.stage2 import make_stage2
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ("sgd:replica", "sam:replica", "sam:global", "imbsam:replica", "imbsam:global")
+CASES = ("sgd:replica", "sam:replica", "sam:global", "imbsam:replica", "imbsam:global", "ccsam:replica",
+         "ccsam:global")
 
 
 def torchrun(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -47,61 +49,88 @@ def assert_same(state: dict, model: torch.nn.Module, atol: float = 1e-6) -> None
         torch.testing.assert_close(state[name], value, atol=atol, rtol=0, msg=name)
 
 
-def per_replica_reference(step: str, world: int = 2) -> torch.nn.Module:
-    """SAM / ImbSAM with each replica's own perturbation, written out by hand in one process: the final
-    gradient is the mean over the replicas of their gradients at w + epsilon_r (ImbSAM: plus the mean head
-    gradient at w), epsilon_r = rho g_r / ||g_r|| from the replica's slice alone."""
+def train_by_hand(slice_gradient, world: int = 2) -> torch.nn.Module:
+    """The toy training in one process, each step's gradient the mean over the replicas' slices of
+    ``slice_gradient(model, params, x, y)``: what DDP computes when each replica's step stays local."""
     model = W.toy_model()
     params = list(model.parameters())
     optimizer = build_sgd(model, lr=W.LR, momentum=0.9, weight_decay=5e-4)
-    tail = torch.tensor(W.TAIL)
-
-    def partial(losses, mask, factor=1.0):
-        return factor * torch.where(mask, losses, torch.zeros(())).sum() / len(losses)
-
     for epoch in range(W.EPOCHS):
         for images, labels in W.toy_loader().epoch(epoch):
             total = [torch.zeros_like(p) for p in params]
             for r in range(world):
                 part = slice(len(labels) * r // world, len(labels) * (r + 1) // world)
-                x, y = images[part], labels[part]
-                losses = W.loss_fn(model(x), y)
-                is_tail = torch.isin(y, tail)
-                if step == "sam":
-                    ascent = losses.mean()
-                else:
-                    head = torch.autograd.grad(partial(losses, ~is_tail), params, retain_graph=True)
-                    total = [t + h / world for t, h in zip(total, head)]
-                    ascent = partial(losses, is_tail, 2.0)
-                g = torch.autograd.grad(ascent, params)
-                norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
-                eps = [W.RHO * gi / (norm + 1e-12) for gi in g]
-                with torch.no_grad():
-                    torch._foreach_add_(params, eps)
-                second = W.loss_fn(model(x), y)
-                second = second.mean() if step == "sam" else partial(second, is_tail, 2.0)
-                h = torch.autograd.grad(second, params)
-                with torch.no_grad():
-                    torch._foreach_sub_(params, eps)
-                total = [t + hi / world for t, hi in zip(total, h)]
+                grads = slice_gradient(model, params, images[part], labels[part])
+                total = [t + g / world for t, g in zip(total, grads)]
             for p, t in zip(params, total):
                 p.grad = t
             optimizer.step()
     return model
 
 
+def per_replica_reference(step: str) -> torch.nn.Module:
+    """SAM / ImbSAM with each replica's own perturbation, written out by hand in one process: the final
+    gradient is the mean over the replicas of their gradients at w + epsilon_r (ImbSAM: plus the mean head
+    gradient at w), epsilon_r = rho g_r / ||g_r|| from the replica's slice alone."""
+    tail = torch.tensor(W.TAIL)
+
+    def partial(losses, mask, factor=1.0):
+        return factor * torch.where(mask, losses, torch.zeros(())).sum() / len(losses)
+
+    def gradient(model, params, x, y):
+        losses = W.loss_fn(model(x), y)
+        is_tail = torch.isin(y, tail)
+        if step == "sam":
+            at_w, ascent = [torch.zeros_like(p) for p in params], losses.mean()
+        else:
+            at_w = torch.autograd.grad(partial(losses, ~is_tail), params, retain_graph=True)
+            ascent = partial(losses, is_tail, 2.0)
+        g = torch.autograd.grad(ascent, params)
+        norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+        eps = [W.RHO * gi / (norm + 1e-12) for gi in g]
+        with torch.no_grad():
+            torch._foreach_add_(params, eps)
+        second = W.loss_fn(model(x), y)
+        second = second.mean() if step == "sam" else partial(second, is_tail, 2.0)
+        h = torch.autograd.grad(second, params)
+        with torch.no_grad():
+            torch._foreach_sub_(params, eps)
+        return [a + b for a, b in zip(at_w, h)]
+
+    return train_by_hand(gradient)
+
+
+def per_replica_ccsam_reference() -> torch.nn.Module:
+    """CC-SAM with each replica's per-class gradients from its own slice: the mean over the replicas of the
+    gradients of (1 - f) clean + f flat, each slice's eps_c computed from that slice alone."""
+    options = W.options("ccsam", "replica")
+    f = options.flat_ratio
+
+    def gradient(model, params, x, y):
+        shift_of = CCSAMStep(build_sgd(model, lr=0.0), model=model, options=options).logit_shift
+        feats = model.features(x)
+        logits = model.classifier(feats)
+        clean = W.loss_fn(logits, y)
+        grads, = torch.autograd.grad(clean.sum(), logits, retain_graph=True)
+        flat = W.loss_fn(logits + shift_of(feats, grads, y), y)
+        return torch.autograd.grad((1 - f) * clean.mean() + f * flat.mean(), params)
+
+    return train_by_hand(gradient)
+
+
 def test_a_ddp_sgd_epoch_equals_the_single_process_epoch(ddp_params):
     assert_same(ddp_params["sgd:replica"], W.train("sgd"))
 
 
-@pytest.mark.parametrize("step", ["sam", "imbsam"])
+@pytest.mark.parametrize("step", ["sam", "imbsam", "ccsam"])
 def test_a_global_perturbation_equals_single_process_sam(ddp_params, step):
     assert_same(ddp_params[f"{step}:global"], W.train(step))
 
 
-@pytest.mark.parametrize("step", ["sam", "imbsam"])
+@pytest.mark.parametrize("step", ["sam", "imbsam", "ccsam"])
 def test_the_default_perturbation_is_per_replica(ddp_params, step):
-    assert_same(ddp_params[f"{step}:replica"], per_replica_reference(step), atol=1e-5)
+    reference = per_replica_ccsam_reference() if step == "ccsam" else per_replica_reference(step)
+    assert_same(ddp_params[f"{step}:replica"], reference, atol=1e-5)
     # and it is not the global one: the test would catch a perturbation that is silently all-reduced
     diff = max((ddp_params[f"{step}:replica"][k] - ddp_params[f"{step}:global"][k]).abs().max().item()
                for k in ddp_params[f"{step}:replica"])
@@ -126,11 +155,10 @@ def test_bad_input_is_named():
     with pytest.raises(ConfigError, match="not divisible"):
         ShardedLoader(W.toy_loader(), DistInfo(0, 5))
     stage1 = make_config("smoke")
-    with pytest.raises(ConfigError, match="CC-SAM in one process"):
-        check_supported(stage1.replace(step="ccsam"))
     with pytest.raises(ConfigError, match="without torchrun"):
         check_supported(make_stage2(stage1, "crt"))
     check_supported(stage1.replace(step="imbsam"))
+    check_supported(stage1.replace(step="ccsam"))
 
 
 def test_torchrun_trains_a_run_and_rank_0_writes_it(fake_fmnist, exp_dir, tmp_path):

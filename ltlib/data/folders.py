@@ -4,12 +4,15 @@ A split file names each image by its path under the root and gives its label:
 ImageNet-LT and Places-LT ship ``path label`` text lists, iNaturalist-2018 a COCO-style json (and
 text lists in the same ``path label`` form). The readers check the split before any image is opened;
 :func:`folder_loader` streams images through PIL transforms, and :func:`decode_resized` decodes a
-whole split once into a small uint8 tensor for the device-resident :class:`~ltlib.data.DeviceLoader`.
+whole split once into a uint8 tensor for the device-resident :class:`~ltlib.data.DeviceLoader`, and
+:func:`load_folder_images` keeps that copy on disk (``$LTLIB_CACHE_DIR``) so that it is decoded once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,8 +22,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
+from tqdm import tqdm
 
+from ..env import available_cpus
 from ..errors import ConfigError, DataError
+from .sources import ImageSet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,14 +68,16 @@ class FolderSplit:
         return np.bincount(self.labels, minlength=self.num_classes)
 
 
-def folder_root(dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """A folder data set's image root: ``root``, else its ``$LTLIB_*_DIR`` variable (see ``ROOT_ENV``)."""
-    if dataset not in ROOT_ENV:
-        raise ConfigError(f"unknown folder data set {dataset!r}: use one of {', '.join(ROOT_ENV)}")
-    found = root or os.environ.get(ROOT_ENV[dataset])
+def folder_root(dataset: str, root: str | os.PathLike | None = None, root_env: str | None = None) -> Path:
+    """A folder data set's image root: ``root``, else its ``$LTLIB_*_DIR`` variable (see ``ROOT_ENV``), or the
+    variable ``root_env`` names for a data set registered by the user."""
+    variable = root_env or ROOT_ENV.get(dataset)
+    if variable is None and not root:
+        raise ConfigError(f"unknown folder data set {dataset!r}: use one of {', '.join(ROOT_ENV)}, or pass a root")
+    found = root or os.environ.get(variable)
     if not found:
         raise DataError(f"no image root for {dataset}: pass the root argument (data_dir) "
-                        f"or set ${ROOT_ENV[dataset]} to the folder the split files' paths start from")
+                        f"or set ${variable} to the folder the split files' paths start from")
     return Path(found)
 
 
@@ -288,23 +296,91 @@ class _Resized(Dataset):
         return torch.from_numpy(resize_center_crop(image, self.size)).permute(2, 0, 1)
 
 
-def decode_resized(split: FolderSplit, size: int, num_workers: int = 0,
-                   batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_resized(split: FolderSplit, size: int, num_workers: int = 0, batch_size: int = 256,
+                   out: torch.Tensor | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode a whole split into ``N x 3 x size x size`` uint8 images (no normalisation) and int64 labels.
 
     Meant for small copies (say 64 or 112 pixels: ImageNet-LT's 115,846 training images take 1.4 GB
     at 64) that then feed the device-resident :class:`~ltlib.data.DeviceLoader` as an ``ImageSet``.
     Each image's shorter side is resized to ``size`` and the centre square kept; labels keep the
-    split's order. ``num_workers > 0`` decodes in that many worker processes.
+    split's order. ``num_workers > 0`` decodes in that many worker processes. ``out`` is the tensor to
+    fill (a memory-mapped file, say); ``progress`` shows a bar.
     """
     if size < 1:
         raise ConfigError(f"size must be at least 1 pixel, got {size}")
     if num_workers < 0:
         raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
-    images = torch.empty((len(split), 3, size, size), dtype=torch.uint8)  # filled in place: one copy in memory
+    shape = (len(split), 3, size, size)
+    if out is not None and (tuple(out.shape) != shape or out.dtype != torch.uint8):
+        raise ValueError(f"out must be a uint8 tensor of shape {shape}, got {out.dtype} {tuple(out.shape)}")
+    images = torch.empty(shape, dtype=torch.uint8) if out is None else out  # filled in place: one copy
     loader = DataLoader(_Resized(split, size), batch_size=batch_size, num_workers=num_workers)
     start = 0
-    for batch in loader:
+    for batch in tqdm(loader, desc=f"decoding {len(split):,} images at {size} px", disable=not progress):
         images[start:start + len(batch)] = batch
         start += len(batch)
     return images, torch.from_numpy(split.labels.copy())
+
+
+# --------------------------------------------------------------------------- the decoded copy on disk
+
+
+def cache_dir() -> Path:
+    """Where decoded copies of folder data sets are kept: ``$LTLIB_CACHE_DIR``, else ``~/.cache/ltlib``."""
+    return Path(os.environ.get("LTLIB_CACHE_DIR") or Path.home() / ".cache" / "ltlib")
+
+
+def find_split_file(root: Path, name: str) -> Path:
+    """The split file ``name`` in ``root`` or in a folder directly below it (the ImageNet-LT lists often sit
+    in ``ImageNet_LT/``)."""
+    candidates = [root / name]
+    if root.is_dir():
+        candidates += [d / name for d in sorted(root.iterdir()) if d.is_dir()]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise DataError(f"split file {name} not found in {root} or the folders directly below it: put the data set's "
+                    f"split files there (or a link to them), or point {_ROOT_HINT} at the right root")
+
+
+def load_folder_images(dataset: str, split: str, file_name: str, root: str | os.PathLike | None, num_classes: int,
+                       size: int, *, root_env: str | None = None, num_workers: int | None = None) -> ImageSet:
+    """A folder data set's split as an ``ImageSet`` of ``size x size`` images (shorter side to ``size``, centre
+    square), decoded once and kept as a ``.npy`` file under :func:`cache_dir`, then memory-mapped.
+
+    The file's name holds a hash of the split file, the root and the size, so a changed list is decoded
+    again; it is written under a temporary name and renamed, so an interrupted decode leaves nothing
+    half-written. The memory map lets every process of a ``torchrun`` job share one copy in memory.
+    """
+    root_path = folder_root(dataset, root, root_env)
+    path = find_split_file(root_path, file_name)
+    key = hashlib.sha256(path.read_bytes() + f"\0{root_path.resolve()}\0{size}".encode()).hexdigest()[:12]
+    target = cache_dir() / f"{dataset}-{split}-{size}px-{key}.npy"
+    parsed = read_split(path, root_path, num_classes, check_files=not target.is_file())
+    if not target.is_file():
+        _write_decoded(parsed, size, target, num_workers)
+    try:
+        images = np.load(target, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise DataError(f"the decoded copy {target} cannot be read ({err}): delete it to decode again") from err
+    if images.shape != (len(parsed), 3, size, size) or images.dtype != np.uint8:
+        raise DataError(f"the decoded copy {target} holds {images.dtype} {images.shape}, not {len(parsed)} images "
+                        f"of 3 x {size} x {size}: delete it to decode again")
+    with warnings.catch_warnings():  # read-only on purpose: the training loop never writes to its data
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(images)
+    return ImageSet(tensor, torch.from_numpy(parsed.labels.copy()), tuple(str(c) for c in range(num_classes)))
+
+
+def _write_decoded(split: FolderSplit, size: int, target: Path, num_workers: int | None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.stem}.partial-{os.getpid()}.npy")
+    workers = min(16, available_cpus()) if num_workers is None else num_workers
+    try:
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(split), 3, size, size))
+        decode_resized(split, size, num_workers=workers, out=torch.from_numpy(array), progress=True)
+        array.flush()
+        del array
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)

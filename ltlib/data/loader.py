@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..env import derived_seed
-from .augment import normalize, pad_crop_flip
+from .augment import color_jitter, normalize, pad_crop_flip, random_resized_crop
 from .mixing import NoMixing, Targets
 from .samplers import InstanceSampler, Sampler
 from .sources import ImageSet
@@ -34,6 +34,9 @@ class DeviceLoader:
         sampler: draws each epoch's indices; defaults to a plain shuffle.
         padding: zero padding of the random crop in pixels (0 turns the crop off).
         flip: random horizontal flips.
+        resized_crop: the output side of an ImageNet-style random-resized crop, which then replaces the padded
+            crop (folder data sets); None for the padded crop.
+        jitter: ColorJitter strength for brightness, contrast and saturation (0: off).
         seed: the training seed from which each epoch's draws derive.
         mix: the mixing rule applied to each normalised batch (see :mod:`ltlib.data.mixing`).
     """
@@ -41,12 +44,13 @@ class DeviceLoader:
     def __init__(self, data: ImageSet, *, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                  sampler: Sampler | None = None, padding: int = 0, flip: bool = False, seed: int = 0,
                  drop_last: bool = False, channels_last: bool = False, device: torch.device | str = "cpu",
-                 mix=None) -> None:
+                 mix=None, resized_crop: int | None = None, jitter: float = 0.0) -> None:
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
         self.sampler = sampler or InstanceSampler(self.labels)
         self.batch_size, self.padding, self.flip = batch_size, padding, flip
+        self.resized_crop, self.jitter = resized_crop, jitter
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
         self.mix = mix or NoMixing()
         shape = (1, -1, 1, 1)
@@ -73,6 +77,10 @@ class DeviceLoader:
     def fetch(self, idx: torch.Tensor, augment: torch.Generator) -> torch.Tensor:
         """The images at ``idx``, augmented with ``augment`` and normalised (a batch, or CMO's patches)."""
         images = self.images[idx]
-        if self.padding or self.flip:
+        if self.resized_crop:
+            images = random_resized_crop(images, self.resized_crop, self.flip, augment)
+        elif self.padding or self.flip:
             images = pad_crop_flip(images, self.padding, self.flip, augment)
+        if self.jitter:
+            images = color_jitter(images.float(), self.jitter, augment)
         return normalize(images, self.mean, self.std, self.channels_last)

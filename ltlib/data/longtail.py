@@ -143,6 +143,10 @@ def _inclusive(counts: np.ndarray):
     return counts >= 100, (counts > 20) & (counts < 100), counts <= 20
 
 
+def _oltr(counts: np.ndarray):
+    return counts > 100, (counts > 20) & (counts <= 100), counts <= 20
+
+
 def _thirds(counts: np.ndarray):
     order = np.argsort(-counts, kind="stable")
     k = int(round(len(counts) / 3))
@@ -156,6 +160,8 @@ def _thirds(counts: np.ndarray):
 GROUP_SCHEMES: Registry = Registry("group scheme")
 GROUP_SCHEMES.add("strict", _strict, "many n>100, medium 20<=n<=100, few n<20 (WB, ImbSAM, CMO)")
 GROUP_SCHEMES.add("inclusive", _inclusive, "many n>=100, medium 20<n<100, few n<=20 (CC-SAM)")
+GROUP_SCHEMES.add("oltr", _oltr, "many n>100, medium 20<n<=100, few n<=20 (OLTR's ImageNet-LT split; CMO's "
+                  "ImageNet-LT and iNaturalist code)")
 GROUP_SCHEMES.add("thirds", _thirds, "thirds by training frequency: many = top third, few = bottom third")
 
 

@@ -41,7 +41,9 @@ import torch
 import torch.nn as nn
 
 from ..data.mixing import Targets, mixed_losses, primary_labels
+from ..distributed import gather_rows, unwrap
 from ..errors import ConfigError
+from .sam import PERTURBATION_MODES
 from .step import STEPS, Autocast, LossFn, StepResult
 
 DIRECTIONS = ("gradient", "random")
@@ -52,13 +54,16 @@ MAGNITUDES = ("formula", "constant")
 class CCSAMOptions:
     """CC-SAM stage 1. ``radius`` is the code's ``noise_ratio`` r (1e-6 in the released configs, where the
     perturbation is negligible); ``flat_ratio`` is f. ``direction`` / ``magnitude`` give the poster's
-    ablation: a random unit direction, or a constant radius r instead of the formula."""
+    ablation: a random unit direction, or a constant radius r instead of the formula. Under DDP the per-class
+    gradients come from the replica's slice (``perturbation="replica"``) or the gathered global batch
+    (``"global"``: single-process CC-SAM over the global batch)."""
 
     class_counts: tuple[int, ...]
     radius: float = 1e-6
     flat_ratio: float = 0.3
     direction: str = "gradient"
     magnitude: str = "formula"
+    perturbation: str = "replica"
 
     def __post_init__(self) -> None:
         if not self.class_counts or min(self.class_counts) < 1:
@@ -69,7 +74,8 @@ class CCSAMOptions:
             raise ConfigError(f"CC-SAM flat_ratio f weighs the flat loss against the clean one, (1 - f) clean + "
                               f"f flat, so it must be in [0, 1]; got {self.flat_ratio!r}")
         for name, value, choices in (("direction", self.direction, DIRECTIONS),
-                                     ("magnitude", self.magnitude, MAGNITUDES)):
+                                     ("magnitude", self.magnitude, MAGNITUDES),
+                                     ("perturbation", self.perturbation, PERTURBATION_MODES)):
             if value not in choices:
                 raise ConfigError(f"CC-SAM {name}: {value!r} is not one of {choices}")
 
@@ -158,7 +164,13 @@ class CCSAMStep:
         ``feats`` is in the graph (the backbone's gradient flows through it); eps itself is a constant.
         """
         zd = feats.detach()
-        norm_w, norm_b, same, m, mg = self.class_gradient_norms(grads, zd, labels)
+        if self.options.perturbation == "global":     # the per-class gradients of the global batch (DDP)
+            (all_z, start), (all_g, _), (all_y, _) = gather_rows(zd), gather_rows(grads), gather_rows(labels)
+        else:
+            all_z, all_g, all_y, start = zd, grads, labels, 0
+        norm_w, norm_b, same, m, mg = self.class_gradient_norms(all_g, all_z, all_y)
+        mine = slice(start, start + len(labels))     # this replica's samples among them
+        norm_w, norm_b, same, m = norm_w[mine], norm_b[mine], same[mine], m[mine]
         theta = self.theta_norm()
         rad_w, rad_b = self.radii(norm_w, norm_b, labels, theta)
         self._log(rad_w, rad_b, labels, m, theta)
@@ -166,7 +178,7 @@ class CCSAMStep:
             return self._random_shift(feats, labels, rad_w, rad_b)
         s_w = (rad_w / (norm_w + self.guard))[:, None]
         s_b = (rad_b / (norm_b + self.guard))[:, None]
-        shift = s_w * ((same * (feats @ zd.t())) @ mg)
+        shift = s_w * ((same * (feats @ all_z.t())) @ mg)
         if self.head.bias is not None:
             shift = shift + s_b * (same @ mg)
         return shift
@@ -208,8 +220,7 @@ class CCSAMStep:
     def __call__(self, model: nn.Module, images: torch.Tensor, targets: Targets, loss_fn: LossFn) -> StepResult:
         f = self.options.flat_ratio
         with self.autocast():
-            feats = model.features(images)
-            logits = model.classifier(feats)
+            feats, logits = features_and_logits(model, images)
         clean = mixed_losses(loss_fn, logits, targets)
         loss = clean.mean()
         if f > 0:
@@ -222,6 +233,22 @@ class CCSAMStep:
         loss.backward()
         self.optimizer.step()
         return StepResult(loss.detach(), logits.detach())
+
+
+def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pooled features and the logits of one forward. A DDP wrapper is called as a whole (its forward
+    prepares the gradient all-reduce), with the features caught on their way into the classifier."""
+    inner = unwrap(model)
+    if inner is model:
+        feats = model.features(images)
+        return feats, model.classifier(feats)
+    caught: list[torch.Tensor] = []
+    handle = inner.classifier.register_forward_hook(lambda module, args, out: caught.append(args[0]))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    return caught[0], logits
 
 
 STEPS.add("ccsam", CCSAMStep, "CC-SAM stage 1: (1-f) clean + f CE at the classifier perturbed per class "

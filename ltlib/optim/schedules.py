@@ -5,6 +5,7 @@ the 0-based epoch and the 0-based step within it, and returns the learning rate 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class CosineEpochStart:
 @dataclass(frozen=True)
 class WarmupMultiStep:
     """LDAM-DRW / CMO: lr * t / warmup for t = epoch + 1 <= warmup, then x0.01 after 80% and x0.0001
-    after 90% of the epochs (epochs 160 and 180 of 200)."""
+    after 90% of the epochs (epochs 160 and 180 of 200); other milestones and factors by name below."""
 
     lr: float
     epochs: int
@@ -101,6 +102,12 @@ SCHEDULES.add("cosine_epoch_start", CosineEpochStart,
               "weight balancing: per-epoch cosine stepped before each epoch (the last epoch runs at lr 0)")
 SCHEDULES.add("warmup_multistep", WarmupMultiStep,
               "LDAM-DRW / CMO: warm-up, then x0.01 at 80% and x0.0001 at 90% of the epochs")
+# CMO's imagenet_train.py / inat18_train.py adjust_learning_rate (100 epochs): the same warm-up, then x0.1 after
+# epoch 60 and x0.01 after 80 (ImageNet-LT), or x0.1 after 75 and x0.01 after 160, never reached (iNaturalist)
+SCHEDULES.add("imagenet_multistep", functools.partial(WarmupMultiStep, milestones=(0.6, 0.8), gammas=(0.1, 0.01)),
+              "CMO's ImageNet-LT: warm-up, then x0.1 at 60% and x0.01 at 80% of the epochs (60 / 80 of 100)")
+SCHEDULES.add("inat_multistep", functools.partial(WarmupMultiStep, milestones=(0.75, 1.6), gammas=(0.1, 0.01)),
+              "CMO's iNaturalist-2018: warm-up, then x0.1 at 75% of the epochs; x0.01 at 160% (never, as coded)")
 SCHEDULES.add("ccsam_multistep", CCSAMWarmupMultiStep,
               "CC-SAM stage 1: warm-up from 1/3 stepped per epoch, then x0.1 at 80% and x0.01 at 90% of the epochs")
 SCHEDULES.add("constant", Constant, "a constant learning rate (CC-SAM's stage 2 on CIFAR)")
