@@ -21,11 +21,19 @@ def _real_fashion_mnist():
         pytest.fail(f"Fashion-MNIST is not in {FMNIST}: run `make data` (apt-get install dataset-fashion-mnist)")
 
 
+@pytest.fixture(scope="module")
+def series_exp(tmp_path_factory) -> Path:
+    """One exp/ for every notebook test, as ``make tutorial`` shares one: a notebook loads what the earlier ones
+    trained (06 and 07 take 01-05's models) and each script its notebook's cached seed-0 runs, so the series
+    trains each smoke run once. A test run alone still trains all it needs."""
+    return tmp_path_factory.mktemp("series") / "exp"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_with_papermill(notebook, tmp_path, monkeypatch):
+def test_notebook_runs_with_papermill(notebook, tmp_path, monkeypatch, series_exp):
     import papermill
 
-    monkeypatch.setenv("LTLIB_EXP_DIR", str(tmp_path / "exp"))
+    monkeypatch.setenv("LTLIB_EXP_DIR", str(series_exp))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("LTLIB_PROFILE", raising=False)
     out = tmp_path / notebook.name
@@ -38,14 +46,14 @@ def test_notebook_runs_with_papermill(notebook, tmp_path, monkeypatch):
                                kernel_name="python3", cwd=str(notebook.parent), progress_bar=False)
     text = out.read_text()
     assert "injected-parameters" in text and "Traceback" not in text
-    assert any((tmp_path / "exp").rglob("metrics.json")), "the notebook trained nothing"
+    assert any(series_exp.rglob("metrics.json")), "the notebook found no run"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_exported_script_runs_with_python(notebook, tmp_path):
+def test_exported_script_runs_with_python(notebook, tmp_path, series_exp):
     script = ROOT / "scripts" / f"{notebook.stem}.py"
-    env = dict(os.environ, LTLIB_PROFILE="smoke", LTLIB_EXP_DIR=str(tmp_path / "exp"), MPLBACKEND="Agg")
+    env = dict(os.environ, LTLIB_PROFILE="smoke", LTLIB_EXP_DIR=str(series_exp), MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert any((tmp_path / "exp").rglob("metrics.json"))
+    assert any(series_exp.rglob("metrics.json"))
