@@ -58,7 +58,7 @@ from .registry import Registry
 LABEL_FIELDS = ("name", "profile", "recipe")
 # Execution switches: they change speed and floating-point rounding only (like the device or the thread
 # count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
-EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn")
+EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn", "num_workers")
 # Fields added after runs were cached are hashed only where they matter, so that every earlier run keeps its
 # hash (and its cache folder): the SAM family's options when the step is not plain "sgd", CC-SAM's when it is
 # "ccsam", a mixing rule's when it is on, a loss's when it is that loss, DRW's when re-weighting is on.
@@ -79,11 +79,14 @@ _HASHED_WHEN = {
     "drw_start": lambda c: c.reweight == "drw",
     "drw_beta": lambda c: c.reweight == "drw",
     # only a DDP job tells the two apart; hashed when it is not the default, so earlier runs keep their hash
+    "sam_perturbation": lambda c: c.step != "sgd" and c.sam_perturbation != "replica",
+    # the folder data sets' fields, hashed when set
     "image_size": lambda c: c.image_size is not None,
     "color_jitter": lambda c: c.color_jitter != 0,
-    "sam_perturbation": lambda c: c.step != "sgd" and c.sam_perturbation != "replica",
+    "data_path": lambda c: c.data_path != "memory",
 }
-_CHOICES = {"val_split": ("none", "holdout", "unused", "official"), "classifier": ("linear", "normed"),
+_CHOICES = {"val_split": ("none", "holdout", "unused", "official"), "data_path": ("memory", "stream"),
+            "classifier": ("linear", "normed"),
             "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
             "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS,
             "sam_perturbation": PERTURBATION_MODES,
@@ -111,6 +114,7 @@ class RunConfig:
     flip: bool = True
     image_size: int | None = None       # folder data sets: the side images are kept at (None: 256; crops 7/8)
     color_jitter: float = 0.0           # ColorJitter(s, s, s) on the training crops (CMO's ImageNet-LT: 0.4)
+    data_path: str = "memory"           # folder data sets: a decoded copy in memory, or "stream" the JPEGs each epoch
     # model
     model: str = "resnet32"
     width: float = 1.0
@@ -165,6 +169,7 @@ class RunConfig:
     compile: bool = False               # torch.compile the model: ~1.05-1.1x on CPU for 30-50 s of compile
     eval_batch_size: int = 250          # 100-250 is fastest on CPU; 1000 in fp32 is 2.4x slower
     fold_bn: bool = True                # evaluate with BatchNorm folded into the convolutions
+    num_workers: int = 8                # data_path="stream": the processes that decode the training images
     # evaluation
     eval_every: int = 1
     tta: bool = False                   # flip TTA on the reported numbers (WB / ImbSAM report with it)
@@ -317,9 +322,14 @@ def _validate(cfg: RunConfig) -> None:
     if cfg.seed < 0 or cfg.subset_seed < 0:
         raise ConfigError("RunConfig.seed and RunConfig.subset_seed must be >= 0")
     natural = DATASETS.get(cfg.dataset).natural
-    if not natural and (cfg.image_size is not None or cfg.val_split == "official"):
-        raise ConfigError(f"RunConfig: image_size and val_split='official' are for folder data sets "
+    if not natural and (cfg.image_size is not None or cfg.val_split == "official" or cfg.data_path != "memory"):
+        raise ConfigError(f"RunConfig: image_size, data_path and val_split='official' are for folder data sets "
                           f"({', '.join(n for n in DATASETS if DATASETS.get(n).natural)}), not {cfg.dataset}")
+    if cfg.data_path == "stream" and cfg.mixing == "cmo":
+        raise ConfigError("RunConfig.data_path='stream' cannot feed CMO yet (it fetches its minority patches by index): "
+                          "use data_path='memory', with a smaller image_size if the set does not fit")
+    if cfg.num_workers < 0:
+        raise ConfigError(f"RunConfig.num_workers: must be >= 0, got {cfg.num_workers}")
     if not 0 <= cfg.color_jitter or not math.isfinite(cfg.color_jitter):
         raise ConfigError(f"RunConfig.color_jitter: a ColorJitter strength >= 0, got {cfg.color_jitter!r}")
     if cfg.color_jitter and DATASETS.get(cfg.dataset).image_shape[0] != 3:

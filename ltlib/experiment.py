@@ -24,6 +24,7 @@ from . import io
 from .config import RunConfig
 from .data.datasets import DATASETS, LongTailData, load_longtail
 from .data.loader import DeviceLoader
+from .data.stream import StreamedImages, StreamLoader
 from .data.mixing import build_mixing
 from .data.samplers import build_sampler
 from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
@@ -62,6 +63,7 @@ def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
         subset=config.subset, subset_seed=config.subset_seed, val_split=config.val_split,
         val_fraction=config.val_fraction, val_per_class=config.val_per_class,
         test_per_class=config.test_per_class, data_dir=data_dir, image_size=config.image_size,
+        stream=config.data_path == "stream",
     )
 
 
@@ -244,10 +246,17 @@ def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size
     )
 
 
-def stage1_loader(config: RunConfig, data: LongTailData, device: torch.device) -> DeviceLoader:
-    """The loader a stage-1 run trains on: the config's sampler, batch size, augmentation and mixing rule."""
-    return train_loader(config, data, config.sampler, config.batch_size, device,
-                        mix=build_mixing(config.mixing, **mixing_options(config)))
+def stage1_loader(config: RunConfig, data: LongTailData, device: torch.device) -> DeviceLoader | StreamLoader:
+    """The loader a stage-1 run trains on: the config's sampler, batch size, augmentation and mixing rule (read
+    from the image files each epoch with ``data_path="stream"``)."""
+    mix = build_mixing(config.mixing, **mixing_options(config))
+    if isinstance(data.train, StreamedImages):
+        return StreamLoader(data.train, batch_size=config.batch_size, mean=data.mean, std=data.std,
+                            crop=data.crop_size, flip=config.flip, jitter=config.color_jitter,
+                            sampler=build_sampler(config.sampler, data.train.labels.to(device)), seed=config.seed,
+                            drop_last=config.drop_last, channels_last=config.channels_last, device=device, mix=mix,
+                            num_workers=config.num_workers)
+    return train_loader(config, data, config.sampler, config.batch_size, device, mix=mix)
 
 
 def sample_batch(config: RunConfig, data: LongTailData, epoch: int = 0, device: str | torch.device = "cpu"):
@@ -288,7 +297,8 @@ def _train(config, path: Path, device: torch.device, data_dir: str | None, progr
     def build() -> Setup:
         setup = builder()
         if info.enabled:       # every rank draws the same global batches and keeps its slice
-            setup.loader = ShardedLoader(setup.loader, info)
+            if not getattr(setup.loader, "shards_itself", False):   # (the streaming loader decodes its slice only)
+                setup.loader = ShardedLoader(setup.loader, info)
             seed_everything(derived_seed(config.seed, info.rank))   # the global generator (dropout, say) per rank
         return setup
 

@@ -275,11 +275,13 @@ def plot_mixed_batch(images, targets, class_names: Sequence[str], mean: Sequence
 # --------------------------------------------------------------------------- sharpness (notebook 06)
 
 def _colors(labels: Sequence[str]) -> dict:
-    """A distinct colour per label: the default cycle up to 10 labels, tab20 beyond."""
+    """A distinct colour per label: the default cycle up to 10 labels, tab20 beyond, without its two greys (the
+    light one vanishes on white: notebook 07's 16th model was drawn in it)."""
     if len(labels) <= 10:
         return {label: f"C{i}" for i, label in enumerate(labels)}
     cmap = plt.get_cmap("tab20")
-    return {label: cmap(i % 20) for i, label in enumerate(labels)}
+    palette = [cmap(i) for i in range(20) if i not in (14, 15)]
+    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
 def plot_perturbation_spread(spreads: Mapping[str, pd.DataFrame], scopes: Sequence[str] = ("overall", "many", "few"),

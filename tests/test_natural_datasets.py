@@ -18,6 +18,8 @@ from ltlib.data import folders
 from ltlib.data.augment import center_crop, color_jitter, random_resized_crop, resized_crop_boxes
 from ltlib.data.datasets import DATASETS, folder_spec, load_longtail
 from ltlib.data.longtail import class_groups
+from ltlib.data.stream import StreamedImages, StreamLoader
+from ltlib.distributed import DistInfo
 from ltlib.errors import ConfigError, DataError
 from ltlib.optim.schedules import build_schedule
 
@@ -308,3 +310,49 @@ def test_training_run_on_a_folder_set(tmp_path):
     assert batch.shape == (8, 3, 14, 14)
     again = experiment.run(cfg, exp_dir=tmp_path / "exp", device="cpu", progress=False)   # loaded, not retrained
     assert again.result("last")["overall"] == result["overall"] and again.path == run.path
+
+
+# --------------------------------------------------------------------------- the streaming path
+
+
+def test_streaming_keeps_the_files_and_says_what_needs_images():
+    data = load_longtail(NAME, stream=True, val_split="official")
+    assert isinstance(data.train, StreamedImages) and data.class_counts.tolist() == list(COUNTS)
+    assert data.test.images.shape[-1] == 16 and data.crop_size == 14       # the test set is still decoded
+    with pytest.raises(DataError, match="data_path='memory'"):
+        data.train.images
+    with pytest.raises(ConfigError, match="'official' or 'none'"):
+        load_longtail(NAME, stream=True, val_split="holdout")
+    with pytest.raises(ConfigError, match="folder data sets"):
+        RunConfig(data_path="stream")
+    with pytest.raises(ConfigError, match="cannot feed CMO"):
+        RunConfig(dataset=NAME, data_path="stream", mixing="cmo")
+
+
+def test_streamed_epoch_is_seeded_whatever_the_workers():
+    data = load_longtail(NAME, stream=True)
+    kw = dict(batch_size=8, mean=data.mean, std=data.std, crop=14, jitter=0.4, seed=3)
+    one = [x for x, _ in StreamLoader(data.train, num_workers=0, **kw).epoch(1)]
+    two = [x for x, _ in StreamLoader(data.train, num_workers=2, **kw).epoch(1)]
+    assert [x.shape for x in one] == [(8, 3, 14, 14), (8, 3, 14, 14), (5, 3, 14, 14)]
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    other = [x for x, _ in StreamLoader(data.train, num_workers=0, **kw).epoch(2)]
+    assert not torch.equal(one[0], other[0])
+
+
+def test_streamed_ranks_split_each_global_batch():
+    data = load_longtail(NAME, stream=True)
+    kw = dict(batch_size=8, mean=data.mean, std=data.std, crop=14, seed=0, num_workers=0)
+    whole = StreamLoader(data.train, **kw).batches(0)
+    parts = [StreamLoader(data.train, info=DistInfo(r, 2), **kw).batches(0) for r in range(2)]
+    assert [a + b for a, b in zip(*parts)] == whole
+    with pytest.raises(ConfigError, match="not divisible"):
+        StreamLoader(data.train, info=DistInfo(0, 3), **kw)
+
+
+def test_training_run_streams_from_the_files(tmp_path):
+    cfg = make_config("smoke", "ce", NAME, data_path="stream", num_workers=0, batch_size=8, eval_batch_size=5,
+                      color_jitter=0.4)
+    run = experiment.run(cfg, exp_dir=tmp_path / "exp", device="cpu", progress=False)
+    assert 0 <= run.result("last")["overall"] <= 100
+    assert cfg.hash() != cfg.replace(data_path="memory").hash() and cfg.hash() == cfg.replace(num_workers=4).hash()

@@ -11,13 +11,15 @@ from functools import lru_cache
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
-from .folders import IMAGENET_MEAN, IMAGENET_STD, load_folder_images
+from .folders import IMAGENET_MEAN, IMAGENET_STD, FolderSplit, load_folder_images, read_folder_split
 from .longtail import (ClassGroups, class_counts, class_groups, holdout_split, lt_counts, select_longtail,
                        unused_split)
 from .sources import ImageSet, load_cifar, load_fashion_mnist
+from .stream import StreamedImages
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class DatasetSpec:
     natural: bool = False
     imbalance_factor: float | None = None
     splits: tuple[str, ...] = ("train", "test")
+    read: Callable[[str, str | None], FolderSplit] | None = None   # (split, data_dir): the listed files, undecoded
 
     def crop_size(self, image_size: int | None) -> int | None:
         """The side of the training and test crops of a natural data set kept at ``image_size`` pixels."""
@@ -68,8 +71,10 @@ def folder_spec(name: str, num_classes: int, n_max: int, imbalance_factor: float
     def load(split: str, root: str | None, size: int | None) -> ImageSet:
         return load_folder_images(name, split, files[split], root, num_classes, size or image_size,
                                   root_env=root_env)
+    def read(split: str, root: str | None) -> FolderSplit:
+        return read_folder_split(name, files[split], root, num_classes, root_env=root_env)
     return DatasetSpec(load, num_classes, n_max, mean, std, 0, (3, image_size, image_size),
-                       natural=True, imbalance_factor=float(imbalance_factor), splits=tuple(files))
+                       natural=True, imbalance_factor=float(imbalance_factor), splits=tuple(files), read=read)
 
 
 # The lists of the OLTR release (Liu et al., 2019) and iNaturalist-2018's own json; the papers test
@@ -127,7 +132,7 @@ def load_longtail(dataset: str = "fashion_mnist_lt", imbalance_factor: float | N
                   imbalance_profile: str = "exp", n_max: int | None = None, subset: str = "first",
                   subset_seed: int = 0, val_split: str = "none", val_fraction: float = 0.1,
                   val_per_class: int = 100, test_per_class: int | None = None,
-                  data_dir: str | None = None, image_size: int | None = None) -> LongTailData:
+                  data_dir: str | None = None, image_size: int | None = None, stream: bool = False) -> LongTailData:
     """Build a long-tailed training set (and validation split) from a named data set (IF 100 unless given).
 
     ``n_max`` caps the head class (None: the data set's full per-class count). ``subset`` picks the
@@ -138,12 +143,15 @@ def load_longtail(dataset: str = "fashion_mnist_lt", imbalance_factor: float | N
 
     A natural data set (``DatasetSpec.natural``) keeps its training split as it is: ``imbalance_factor``
     and ``n_max`` must be its own (None takes them), ``val_split="official"`` is its validation list, and
-    ``image_size`` is the side its images are kept at.
+    ``image_size`` is the side its images are kept at. ``stream`` leaves its training split in the image
+    files (:class:`~ltlib.data.stream.StreamedImages`) for the DataLoader path.
     """
     spec = DATASETS.get(dataset)
     if spec.natural:
         return _load_natural(dataset, spec, imbalance_factor, n_max, val_split, val_fraction, subset_seed,
-                             test_per_class, data_dir, image_size)
+                             test_per_class, data_dir, image_size, stream)
+    if stream:
+        raise ConfigError(f"stream is for folder data sets; {dataset} is held in memory")
     if image_size is not None:
         raise ConfigError(f"image_size is for folder data sets; {dataset} keeps its images at {spec.image_shape}")
     imbalance_factor = 100 if imbalance_factor is None else imbalance_factor
@@ -177,20 +185,28 @@ def load_longtail(dataset: str = "fashion_mnist_lt", imbalance_factor: float | N
 
 def _load_natural(dataset: str, spec: DatasetSpec, imbalance_factor: float | None, n_max: int | None,
                   val_split: str, val_fraction: float, subset_seed: int, test_per_class: int | None,
-                  data_dir: str | None, image_size: int | None) -> LongTailData:
+                  data_dir: str | None, image_size: int | None, stream: bool = False) -> LongTailData:
     """A natural long-tailed data set: its training split, its validation list or a hold-out, its test list."""
     if imbalance_factor is not None and float(imbalance_factor) != spec.imbalance_factor:
         raise ConfigError(f"{dataset} is long-tailed by itself (imbalance factor {spec.imbalance_factor:g}); "
                           f"imbalance_factor cannot be {imbalance_factor!r}: leave it unset")
     if n_max is not None and n_max != spec.n_max:
         raise ConfigError(f"{dataset}'s head class has {spec.n_max} images; n_max cannot be {n_max}: leave it unset")
-    train = _raw(dataset, "train", data_dir, image_size)
+    if stream:
+        split = spec.read("train", data_dir)
+        train = StreamedImages(split, torch.from_numpy(split.labels.copy()),
+                               tuple(str(c) for c in range(spec.num_classes)))
+    else:
+        train = _raw(dataset, "train", data_dir, image_size)
     counts = class_counts(train.labels.numpy(), spec.num_classes)
     if counts.max() != spec.n_max or counts.min() < 1 or counts.max() / counts.min() != spec.imbalance_factor:
         raise DataError(f"{dataset}'s training split should have {spec.n_max} to {spec.n_max / spec.imbalance_factor:g} "
                         f"images per class in each of {spec.num_classes} classes, but the one read has "
                         f"{counts.max()} to {counts.min()}: is it the right split file?")
     val = None
+    if stream and val_split == "holdout":
+        raise ConfigError("val_split='holdout' carves the validation set out of the training split, which streams "
+                          "from its files: use 'official' or 'none' with data_path='stream'")
     if val_split == "official":
         if "val" not in spec.splits:
             raise ConfigError(f"{dataset} has no validation list: use val_split 'none' or 'holdout'")
@@ -210,6 +226,7 @@ def _load_natural(dataset: str, spec: DatasetSpec, imbalance_factor: float | Non
         name=dataset, train=train, val=val, test=test, class_counts=counts, mean=spec.mean, std=spec.std,
         crop_padding=0, crop_size=spec.crop_size(image_size),
         info=dict(imbalance_factor=spec.imbalance_factor, imbalance_profile="natural", n_max=spec.n_max,
-                  val_split=val_split, image_size=image_size or spec.image_shape[-1], train_size=len(train),
+                  val_split=val_split, image_size=image_size or spec.image_shape[-1], stream=stream,
+                  train_size=len(train),
                   val_size=0 if val is None else len(val), test_size=len(test)),
     )
