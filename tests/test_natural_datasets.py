@@ -153,6 +153,17 @@ def test_missing_split_file_and_root_say_where(tmp_path, monkeypatch):
         load_longtail(NAME)
 
 
+def test_split_file_names_are_tried_in_order(root, tmp_path):
+    assert folders.find_split_file(root, ("nope.txt", "tiny_val.txt")).name == "tiny_val.txt"
+    (root / "tiny_test.json").write_text("{}")
+    try:
+        assert folders.find_split_file(root, ("tiny_test.json", "tiny_test.txt")).name == "tiny_test.json"
+    finally:
+        (root / "tiny_test.json").unlink()
+    with pytest.raises(DataError, match="a.txt or b.json not found"):
+        folders.find_split_file(root, ("a.txt", "b.json"))
+
+
 def test_the_three_published_sets_are_registered_with_their_tails():
     for name, classes, head, tail_if in (("imagenet_lt", 1000, 1280, 256), ("places_lt", 365, 4980, 996),
                                          ("inat2018", 8142, 1000, 500)):

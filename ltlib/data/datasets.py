@@ -60,10 +60,12 @@ DATASETS.add("cifar100_lt", DatasetSpec(
     "CIFAR-100-LT: 32x32x3, 100 classes (fine labels), 500 per class; LDAM-DRW's normalisation constants")
 
 
-def folder_spec(name: str, num_classes: int, n_max: int, imbalance_factor: float, files: dict[str, str],
+def folder_spec(name: str, num_classes: int, n_max: int, imbalance_factor: float,
+                files: dict[str, str | tuple[str, ...]],
                 root_env: str | None = None, image_size: int = 256, mean: tuple[float, ...] = IMAGENET_MEAN,
                 std: tuple[float, ...] = IMAGENET_STD) -> DatasetSpec:
-    """The spec of a natural long-tailed folder data set whose ``files`` name each split's list (or json).
+    """The spec of a natural long-tailed folder data set whose ``files`` name each split's list (or json; several
+    names: the first found).
 
     ``n_max`` and ``imbalance_factor`` are the training split's published head-class size and n_max / n_min:
     a split file that disagrees is refused when it is read (the wrong list, most likely).
@@ -77,8 +79,8 @@ def folder_spec(name: str, num_classes: int, n_max: int, imbalance_factor: float
                        natural=True, imbalance_factor=float(imbalance_factor), splits=tuple(files), read=read)
 
 
-# The lists of the OLTR release (Liu et al., 2019) and iNaturalist-2018's own json; the papers test
-# iNaturalist on its validation set. ImageNet statistics normalise, except iNaturalist as CMO's code does.
+# The lists of the OLTR release (Liu et al., 2019) and iNaturalist-2018's own json (or the "path label" lists
+# that CMO's and other repositories ship); the papers test iNaturalist on its validation set. ImageNet statistics normalise, except iNaturalist as CMO's code does.
 DATASETS.add("imagenet_lt", folder_spec(
     "imagenet_lt", 1000, 1280, 256, {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt",
                                      "test": "ImageNet_LT_test.txt"}, "LTLIB_IMAGENET_LT_DIR"),
@@ -90,10 +92,11 @@ DATASETS.add("places_lt", folder_spec(
     "Places-LT: 62,500 training images, 365 classes of 4,980 to 5 ($LTLIB_PLACES_LT_DIR: the Places-365 root "
     "with the Places_LT_*.txt lists)")
 DATASETS.add("inat2018", folder_spec(
-    "inat2018", 8142, 1000, 500, {"train": "train2018.json", "test": "val2018.json"}, "LTLIB_INAT2018_DIR",
+    "inat2018", 8142, 1000, 500, {"train": ("train2018.json", "iNaturalist18_train.txt"),
+                                  "test": ("val2018.json", "iNaturalist18_val.txt")}, "LTLIB_INAT2018_DIR",
     mean=(0.466, 0.471, 0.380), std=(0.195, 0.194, 0.192)),   # CMO's inat18_train.py normalisation
     "iNaturalist-2018: 437,513 training images, 8,142 classes of 1,000 to 2, tested on val2018 "
-    "($LTLIB_INAT2018_DIR: the root with train2018.json and val2018.json)")
+    "($LTLIB_INAT2018_DIR: the root with train2018.json and val2018.json, or the iNaturalist18_*.txt lists)")
 
 
 @dataclass(frozen=True)

@@ -330,27 +330,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LTLIB_CACHE_DIR") or Path.home() / ".cache" / "ltlib")
 
 
-def find_split_file(root: Path, name: str) -> Path:
-    """The split file ``name`` in ``root`` or in a folder directly below it (the ImageNet-LT lists often sit
-    in ``ImageNet_LT/``)."""
-    candidates = [root / name]
-    if root.is_dir():
-        candidates += [d / name for d in sorted(root.iterdir()) if d.is_dir()]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise DataError(f"split file {name} not found in {root} or the folders directly below it: put the data set's "
-                    f"split files there (or a link to them), or point {_ROOT_HINT} at the right root")
+def find_split_file(root: Path, name: str | tuple[str, ...]) -> Path:
+    """The split file ``name`` (or the first of several names, in order) in ``root`` or in a folder directly below
+    it (the ImageNet-LT lists often sit in ``ImageNet_LT/``)."""
+    names = (name,) if isinstance(name, str) else tuple(name)
+    folders = [root] + ([d for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else [])
+    for candidate in names:
+        for folder in folders:
+            if (folder / candidate).is_file():
+                return folder / candidate
+    raise DataError(f"split file {' or '.join(names)} not found in {root} or the folders directly below it: put the "
+                    f"data set's split files there (or a link to them), or point {_ROOT_HINT} at the right root")
 
 
-def read_folder_split(dataset: str, file_name: str, root: str | os.PathLike | None, num_classes: int, *,
+def read_folder_split(dataset: str, file_name: str | tuple[str, ...], root: str | os.PathLike | None, num_classes: int, *,
                       root_env: str | None = None) -> FolderSplit:
     """A folder data set's split as listed (every image checked to exist), for the streaming path."""
     root_path = folder_root(dataset, root, root_env)
     return read_split(find_split_file(root_path, file_name), root_path, num_classes)
 
 
-def load_folder_images(dataset: str, split: str, file_name: str, root: str | os.PathLike | None, num_classes: int,
+def load_folder_images(dataset: str, split: str, file_name: str | tuple[str, ...], root: str | os.PathLike | None, num_classes: int,
                        size: int, *, root_env: str | None = None, num_workers: int | None = None) -> ImageSet:
     """A folder data set's split as an ``ImageSet`` of ``size x size`` images (shorter side to ``size``, centre
     square), decoded once and kept as a ``.npy`` file under :func:`cache_dir`, then memory-mapped.
