@@ -41,7 +41,7 @@ import typing
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
-from .data.datasets import DATASETS
+from .data.datasets import DATASETS, check_natural_tail
 from .data.longtail import GROUP_SCHEMES, IMBALANCE_PROFILES, SUBSET_MODES, check_imbalance_factor
 from .data.mixing import MIXINGS
 from .data.samplers import SAMPLERS
@@ -338,11 +338,10 @@ def _validate(cfg: RunConfig) -> None:
 
 def _check_natural(cfg: RunConfig, spec) -> None:
     """A natural long tail (a folder data set) has its own imbalance factor, head class and subset."""
-    if cfg.imbalance_factor is not None and float(cfg.imbalance_factor) != spec.imbalance_factor:
-        raise ConfigError(f"RunConfig.imbalance_factor: {cfg.dataset} is long-tailed by itself (imbalance factor "
-                          f"{spec.imbalance_factor:g}); leave imbalance_factor unset")
-    if cfg.n_max is not None and cfg.n_max != spec.n_max:
-        raise ConfigError(f"RunConfig.n_max: {cfg.dataset}'s head class has {spec.n_max} images; leave n_max unset")
+    try:
+        check_natural_tail(cfg.dataset, spec, cfg.imbalance_factor, cfg.n_max)
+    except ConfigError as err:
+        raise ConfigError(f"RunConfig: {err}") from None
     if cfg.val_split == "unused":
         raise ConfigError(f"RunConfig.val_split: {cfg.dataset} leaves no unused images; use 'official' (its "
                           "validation list), 'holdout' or 'none'")

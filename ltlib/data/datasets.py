@@ -186,15 +186,20 @@ def load_longtail(dataset: str = "fashion_mnist_lt", imbalance_factor: float | N
     )
 
 
+def check_natural_tail(dataset: str, spec: DatasetSpec, imbalance_factor: float | None, n_max: int | None) -> None:
+    """A natural long tail has its own imbalance factor and head class: other values are refused (None takes them)."""
+    if imbalance_factor is not None and float(imbalance_factor) != spec.imbalance_factor:
+        raise ConfigError(f"{dataset} is long-tailed by itself (imbalance factor {spec.imbalance_factor:g}), not "
+                          f"{imbalance_factor!r}: leave imbalance_factor unset")
+    if n_max is not None and n_max != spec.n_max:
+        raise ConfigError(f"{dataset}'s head class has {spec.n_max} images, not {n_max}: leave n_max unset")
+
+
 def _load_natural(dataset: str, spec: DatasetSpec, imbalance_factor: float | None, n_max: int | None,
                   val_split: str, val_fraction: float, subset_seed: int, test_per_class: int | None,
                   data_dir: str | None, image_size: int | None, stream: bool = False) -> LongTailData:
     """A natural long-tailed data set: its training split, its validation list or a hold-out, its test list."""
-    if imbalance_factor is not None and float(imbalance_factor) != spec.imbalance_factor:
-        raise ConfigError(f"{dataset} is long-tailed by itself (imbalance factor {spec.imbalance_factor:g}); "
-                          f"imbalance_factor cannot be {imbalance_factor!r}: leave it unset")
-    if n_max is not None and n_max != spec.n_max:
-        raise ConfigError(f"{dataset}'s head class has {spec.n_max} images; n_max cannot be {n_max}: leave it unset")
+    check_natural_tail(dataset, spec, imbalance_factor, n_max)
     if stream:
         split = spec.read("train", data_dir)
         train = StreamedImages(split, torch.from_numpy(split.labels.copy()),
