@@ -6,6 +6,8 @@ every seed: :func:`paired_differences` says so in its last column.
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -99,8 +101,21 @@ def eps_ratios(runs: Sequence[Run]) -> np.ndarray:
     return np.stack(out)
 
 
-def caption(runs: Sequence[Run]) -> str:
-    """Data set, imbalance factor, epochs, seeds, groups and hardware of a set of runs, in one line."""
+def caption(runs: Sequence[Run] | Mapping[str, Sequence[Run]]) -> str:
+    """Data set, imbalance factor, epochs, seeds, groups and hardware of a set of runs, in one line.
+
+    Given models (label -> runs) whose seeds differ, it says which seeds how many models have ("seeds 0,1,2 for
+    5 models, 0 for 11"), and takes the rest from the stage-1 runs (a stage-2 run's epochs are its own).
+    """
+    if isinstance(runs, Mapping):
+        seed_sets = Counter(tuple(sorted({r.config.seed for r in rs})) for rs in runs.values() if rs)
+        stage1 = [r for rs in runs.values() for r in rs if not hasattr(r.config, "stage1")]
+        text = caption(stage1 or [r for rs in runs.values() for r in rs])
+        if len(seed_sets) > 1:
+            each = ", ".join(f"{','.join(map(str, seeds))} for {n} model{'s' if n > 1 else ''}"
+                             for seeds, n in sorted(seed_sets.items(), key=lambda item: (-len(item[0]), item[0])))
+            text = re.sub(r"seeds [0-9]+(?:,[0-9]+)*", lambda _: f"seeds {each}", text, count=1)
+        return text
     first = runs[0]
     seeds = sorted({r.config.seed for r in runs})
     epochs = sorted({r.config.epochs for r in runs})

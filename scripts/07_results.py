@@ -99,7 +99,7 @@ for m in ("overall", "many", "medium", "few", "ece"):
     shown[m if m != "ece" else "ECE"] = [format_mean_std(a, b) for a, b in zip(head[f"{m}_mean"], head[f"{m}_std"])]
 shown["train s / run"] = [f"{v:.0f}" for v in head["train_time_s_mean"]]
 shown["reported C100-LT IF100"] = head["reported C100-LT IF100"]
-print(caption([r for rs in runs.values() for r in rs if not hasattr(r.config, "stage1")]))
+print(caption(runs))
 export_table(shown.reset_index(names="model"), tables / f"headline_{dataset}_{profile}")
 means = head[[f"{m}_mean" for m in ("overall", "many", "medium", "few")]].astype(float).round(1)
 means.columns = ["overall", "many", "medium", "few"]
@@ -117,7 +117,7 @@ display(shown)
 # In[ ]:
 
 
-fig = lp.plot_few_vs_many(head, title=caption([r for rs in runs.values() for r in rs if not hasattr(r.config, "stage1")]))
+fig = lp.plot_few_vs_many(head, title=caption(runs))
 lp.save_figure(fig, f"07_few_vs_many_{profile}")
 plt.show()
 families = {}

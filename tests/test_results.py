@@ -48,3 +48,6 @@ def test_per_class_and_caption():
     assert per_class(runs, "classifier_norms").shape == (2, 2)
     text = caption(runs)
     assert "IF=100" in text and "seeds 0,1" in text and "Test CPU, 2 threads" in text and "30 epochs" in text
+    models = {"A": runs, "B": [_run(0, 60, 30)], "C": [_run(0, 61, 31)]}
+    assert "seeds 0,1 for 1 model, 0 for 2 models," in caption(models)
+    assert caption({"A": runs}) == text
