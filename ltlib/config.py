@@ -471,35 +471,28 @@ def make_config(profile: str = "quick", recipe: str = "ce", dataset: str = "fash
     rec = RECIPES.get(recipe)
     spec = DATASETS.get(dataset)
     if spec.natural:
-        return _natural_config(profile, recipe, rec, dataset, spec, scale, overrides)
-    values = {**rec.common, **(rec.paper if profile == "paper" else rec.quick)}
-    if "n_max" in scale:
-        scale["n_max"] = min(scale["n_max"], spec.n_max)
-    if scale.get("val_split") == "unused" and scale.get("n_max", spec.n_max) >= spec.n_max:
-        scale["val_split"] = "holdout"  # no unused head-class images left: carve from the LT set
+        values = _natural_values(profile, recipe, rec, dataset, spec, scale)
+    else:
+        values = {**rec.common, **(rec.paper if profile == "paper" else rec.quick)}
+        if "n_max" in scale:
+            scale["n_max"] = min(scale["n_max"], spec.n_max)
+        if scale.get("val_split") == "unused" and scale.get("n_max", spec.n_max) >= spec.n_max:
+            scale["val_split"] = "holdout"  # no unused head-class images left: carve from the LT set
     values.update(scale)
     values.update(dataset=dataset, profile=profile, recipe=recipe)
     values.update(overrides)
     return RunConfig.from_dict(values)
 
 
-def _natural_config(profile: str, recipe: str, rec: Recipe, dataset: str, spec, scale: dict,
-                    overrides: dict) -> RunConfig:
-    """make_config on a folder data set: its long tail as it is; at paper scale, the recipe's own values
-    for that data set (``Recipe.large``)."""
-    if profile == "paper":
-        if dataset not in rec.large:
-            having = sorted(n for n in RECIPES if dataset in RECIPES.get(n).large)
-            raise ConfigError(f"recipe {recipe!r} has no published {dataset} recipe in its code: use one of "
-                              f"{having or 'none'} (e.g. make_config('paper', 'cmo', {dataset!r}, step='imbsam')), "
-                              "or build a RunConfig with every field given")
-        values = {**rec.common, **rec.large[dataset]}
-    else:
-        values = {**rec.common, **rec.quick}
+def _natural_values(profile: str, recipe: str, rec: Recipe, dataset: str, spec, scale: dict) -> dict:
+    """The recipe's values on a folder data set (at paper scale its own for that set, ``Recipe.large``), and the
+    profile's scale fitted in place to a long tail taken as it is (no head-class cap, no unused images)."""
+    if profile == "paper" and dataset not in rec.large:
+        having = sorted(n for n in RECIPES if dataset in RECIPES.get(n).large)
+        raise ConfigError(f"recipe {recipe!r} has no published {dataset} recipe in its code: use one of "
+                          f"{having or 'none'} (e.g. make_config('paper', 'cmo', {dataset!r}, step='imbsam')), "
+                          "or build a RunConfig with every field given")
     scale.pop("n_max", None)
     if scale.get("val_split") == "unused":
         scale["val_split"] = "official" if "val" in spec.splits else "holdout"
-    values.update(scale)
-    values.update(dataset=dataset, profile=profile, recipe=recipe)
-    values.update(overrides)
-    return RunConfig.from_dict(values)
+    return {**rec.common, **(rec.large[dataset] if profile == "paper" else rec.quick)}

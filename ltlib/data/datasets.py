@@ -80,7 +80,8 @@ def folder_spec(name: str, num_classes: int, n_max: int, imbalance_factor: float
 
 
 # The lists of the OLTR release (Liu et al., 2019) and iNaturalist-2018's own json (or the "path label" lists
-# that CMO's and other repositories ship); the papers test iNaturalist on its validation set. ImageNet statistics normalise, except iNaturalist as CMO's code does.
+# that CMO's and other repositories ship); the papers test iNaturalist on its validation set. ImageNet
+# statistics normalise, except iNaturalist as CMO's code does.
 DATASETS.add("imagenet_lt", folder_spec(
     "imagenet_lt", 1000, 1280, 256, {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt",
                                      "test": "ImageNet_LT_test.txt"}, "LTLIB_IMAGENET_LT_DIR"),
@@ -200,6 +201,9 @@ def _load_natural(dataset: str, spec: DatasetSpec, imbalance_factor: float | Non
                   data_dir: str | None, image_size: int | None, stream: bool = False) -> LongTailData:
     """A natural long-tailed data set: its training split, its validation list or a hold-out, its test list."""
     check_natural_tail(dataset, spec, imbalance_factor, n_max)
+    if stream and val_split == "holdout":      # before any file is read
+        raise ConfigError("val_split='holdout' carves the validation set out of the training split, which streams "
+                          "from its files: use 'official' or 'none' with data_path='stream'")
     if stream:
         split = spec.read("train", data_dir)
         train = StreamedImages(split, torch.from_numpy(split.labels.copy()),
@@ -208,13 +212,10 @@ def _load_natural(dataset: str, spec: DatasetSpec, imbalance_factor: float | Non
         train = _raw(dataset, "train", data_dir, image_size)
     counts = class_counts(train.labels.numpy(), spec.num_classes)
     if counts.max() != spec.n_max or counts.min() < 1 or counts.max() / counts.min() != spec.imbalance_factor:
-        raise DataError(f"{dataset}'s training split should have {spec.n_max} to {spec.n_max / spec.imbalance_factor:g} "
-                        f"images per class in each of {spec.num_classes} classes, but the one read has "
+        raise DataError(f"{dataset}'s training split should have {spec.n_max} to "
+                        f"{spec.n_max / spec.imbalance_factor:g} images per class in each of {spec.num_classes} classes, but the one read has "
                         f"{counts.max()} to {counts.min()}: is it the right split file?")
     val = None
-    if stream and val_split == "holdout":
-        raise ConfigError("val_split='holdout' carves the validation set out of the training split, which streams "
-                          "from its files: use 'official' or 'none' with data_path='stream'")
     if val_split == "official":
         if "val" not in spec.splits:
             raise ConfigError(f"{dataset} has no validation list: use val_split 'none' or 'holdout'")

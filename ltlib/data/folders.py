@@ -343,15 +343,16 @@ def find_split_file(root: Path, name: str | tuple[str, ...]) -> Path:
                     f"data set's split files there (or a link to them), or point {_ROOT_HINT} at the right root")
 
 
-def read_folder_split(dataset: str, file_name: str | tuple[str, ...], root: str | os.PathLike | None, num_classes: int, *,
-                      root_env: str | None = None) -> FolderSplit:
+def read_folder_split(dataset: str, file_name: str | tuple[str, ...], root: str | os.PathLike | None,
+                      num_classes: int, *, root_env: str | None = None) -> FolderSplit:
     """A folder data set's split as listed (every image checked to exist), for the streaming path."""
     root_path = folder_root(dataset, root, root_env)
     return read_split(find_split_file(root_path, file_name), root_path, num_classes)
 
 
-def load_folder_images(dataset: str, split: str, file_name: str | tuple[str, ...], root: str | os.PathLike | None, num_classes: int,
-                       size: int, *, root_env: str | None = None, num_workers: int | None = None) -> ImageSet:
+def load_folder_images(dataset: str, split: str, file_name: str | tuple[str, ...], root: str | os.PathLike | None,
+                       num_classes: int, size: int, *, root_env: str | None = None,
+                       num_workers: int | None = None) -> ImageSet:
     """A folder data set's split as an ``ImageSet`` of ``size x size`` images (shorter side to ``size``, centre
     square), decoded once and kept as a ``.npy`` file under :func:`cache_dir`, then memory-mapped.
 
