@@ -28,7 +28,7 @@ from .data.stream import StreamedImages, StreamLoader
 from .data.mixing import build_mixing
 from .data.samplers import build_sampler
 from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
-from .env import configure_threads, derived_seed, environment, resolve_device, seed_everything
+from .env import derived_seed, environment, resolve_device, seed_everything, threads_for_run
 from .errors import CheckpointError
 from .losses import DRW, build_loss
 from .models import build_model, classifier_weight
@@ -120,7 +120,8 @@ def run(config, *, exp_dir: str | Path | None = None, device: str | torch.device
             return load_run(path, device=dev)
         except CheckpointError as err:
             warnings.warn(f"{err}\nRetraining {path.name}.", stacklevel=2)
-    return _train(config, path, dev, data_dir, progress)
+    with threads_for_run(dev):
+        return _train(config, path, dev, data_dir, progress)
 
 
 def run_seeds(config, seeds: list[int], **kwargs) -> list[Run]:
@@ -282,7 +283,6 @@ def _resume(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer, devi
 
 def _train(config, path: Path, device: torch.device, data_dir: str | None, progress: bool) -> Run:
     """The shared part of every run: resume, train, evaluate, checkpoint, write the folder."""
-    configure_threads()
     info = dist_info()
     if info.enabled and info.local_rank != 0:
         dist.barrier()         # the first rank of each machine decodes a folder data set's copy first

@@ -45,7 +45,8 @@ from IPython.display import display
 
 import ltlib.plots as lp
 from ltlib.config import make_config
-from ltlib.experiment import load_data, run_seeds
+from ltlib.experiment import load_data
+from ltlib.jobs import run_grid
 from ltlib.notebook import describe, resolve_profile, setup
 from ltlib.results import caption, display_table, paired_differences, summarize
 from ltlib.stage2 import best_tau, make_stage2, tau_result, tau_sweep
@@ -69,8 +70,8 @@ print(describe(stage1.replace(weight_decay=stage1_weight_decay)))
 def stage1_config(wd):
     return stage1.replace(name=f"01-{stage1_recipe}-wd{wd:g}", weight_decay=float(wd))
 
-naive = run_seeds(stage1_config(0.0), seeds, device=dev)
-with_wd = run_seeds(stage1_config(stage1_weight_decay), seeds, device=dev)
+stage1_runs = run_grid({"WD 0": stage1_config(0.0), "WD": stage1_config(stage1_weight_decay)}, seeds, device=dev)
+naive, with_wd = stage1_runs["WD 0"], stage1_runs["WD"]
 print(caption(with_wd))
 
 
@@ -112,13 +113,13 @@ plt.show()
 
 
 base = stage1_config(stage1_weight_decay)
-stage2 = {
-    "WB stage 2, MaxNorm per iteration": run_seeds(
-        make_stage2(base, "wb", maxnorm_thresh=maxnorm_thresh, maxnorm_every="iteration", bn=stage2_bn), seeds, device=dev),
-    "WB stage 2, MaxNorm per epoch (demo)": run_seeds(
-        make_stage2(base, "wb", maxnorm_thresh=maxnorm_thresh, maxnorm_every="epoch", bn=stage2_bn), seeds, device=dev),
-    "cRT (CE, class-balanced sampler)": run_seeds(make_stage2(base, "crt", bn=stage2_bn), seeds, device=dev),
-}
+stage2 = run_grid({
+    "WB stage 2, MaxNorm per iteration": make_stage2(base, "wb", maxnorm_thresh=maxnorm_thresh,
+                                                     maxnorm_every="iteration", bn=stage2_bn),
+    "WB stage 2, MaxNorm per epoch (demo)": make_stage2(base, "wb", maxnorm_thresh=maxnorm_thresh,
+                                                        maxnorm_every="epoch", bn=stage2_bn),
+    "cRT (CE, class-balanced sampler)": make_stage2(base, "crt", bn=stage2_bn),
+}, seeds, device=dev)
 print(f"stage 2: {stage2['WB stage 2, MaxNorm per iteration'][0].config.epochs} epochs, BN {stage2_bn}")
 
 

@@ -50,7 +50,8 @@ from IPython.display import display
 
 import ltlib.plots as lp
 from ltlib.config import make_config
-from ltlib.experiment import load_data, run_seeds
+from ltlib.experiment import load_data
+from ltlib.jobs import run_grid
 from ltlib.notebook import describe, resolve_profile, setup
 from ltlib.optim import tail_classes_from_counts
 from ltlib.results import caption, display_table, epoch_cost, paired_differences, summarize
@@ -105,12 +106,12 @@ plt.show()
 def config(step, **kw):
     return base.replace(name=f"03-{step}", step=step, **kw)
 
-runs = {
-    "SGD": run_seeds(config("sgd"), seeds, device=dev),
-    f"SAM ρ={rho:g}": run_seeds(config("sam"), seeds, device=dev),
-    f"ASAM ρ={asam_rho:g}": run_seeds(config("asam", rho=asam_rho), seeds, device=dev),
-    f"ImbSAM ρ={rho:g}": run_seeds(config("imbsam"), seeds, device=dev),
-}
+runs = run_grid({
+    "SGD": config("sgd"),
+    f"SAM ρ={rho:g}": config("sam"),
+    f"ASAM ρ={asam_rho:g}": config("asam", rho=asam_rho),
+    f"ImbSAM ρ={rho:g}": config("imbsam"),
+}, seeds, device=dev)
 print(caption(runs["SGD"]))
 
 
@@ -178,7 +179,7 @@ display(epoch_cost(runs, "SGD"))
 
 if extras:
     sweep = {rho: runs[f"SAM ρ={rho:g}"]}
-    sweep.update({r: run_seeds(config("sam", rho=r), sweep_seeds, device=dev) for r in rho_sweep})
+    sweep.update(run_grid({r: config("sam", rho=r) for r in rho_sweep}, sweep_seeds, device=dev))
     sweep = {r: [x for x in rs if x.config.seed in sweep_seeds] for r, rs in sweep.items()}
     fig = lp.plot_sweep(sweep, "SAM ρ", baseline=[r for r in runs["SGD"] if r.config.seed in sweep_seeds])
     lp.save_figure(fig, f"03_rho_sweep_{profile}")
@@ -204,8 +205,9 @@ if extras:
     ablation = {
         "SGD": runs["SGD"],
         f"ImbSAM ρ={rho:g}": runs[f"ImbSAM ρ={rho:g}"],
-        "ImbSAM ρ=0 (×2 tail weight only)": run_seeds(config("imbsam", rho=0.0), seeds, device=dev),
-        f"ImbSAM ρ={rho:g}, ×1 tail (no re-weighting)": run_seeds(config("imbsam", imbsam_tail_factor=1.0), seeds, device=dev),
+        **run_grid({"ImbSAM ρ=0 (×2 tail weight only)": config("imbsam", rho=0.0),
+                    f"ImbSAM ρ={rho:g}, ×1 tail (no re-weighting)": config("imbsam", imbsam_tail_factor=1.0)},
+                   seeds, device=dev),
     }
     display(display_table(summarize(ablation)))
     display(pd.concat({label: paired_differences(runs["SGD"], rs).loc[["overall", "few"]]

@@ -55,7 +55,8 @@ from IPython.display import display
 
 import ltlib.plots as lp
 from ltlib.config import make_config
-from ltlib.experiment import load_data, run_seeds
+from ltlib.experiment import load_data
+from ltlib.jobs import run_grid
 from ltlib.notebook import describe, resolve_profile, setup
 from ltlib.results import caption, display_table, epoch_cost, eps_ratios, paired_differences, summarize
 from ltlib.stage2 import make_stage2
@@ -110,8 +111,10 @@ def stage1(name, **kw):
 
 ccsam = stage1("ccsam")
 mixup = stage1("mixup", step="sgd")
-sweep = {r: run_seeds(ccsam.replace(ccsam_radius=r), sweep_seeds, device=dev) for r in sorted({radius, *(radius_sweep if extras else [])})}
-mixup_runs = run_seeds(mixup, seeds, device=dev)
+radii = sorted({radius, *(radius_sweep if extras else [])})
+sweep = run_grid({"mixup": mixup, **{r: ccsam.replace(ccsam_radius=r) for r in radii}},
+                 {"mixup": seeds, **{r: sweep_seeds for r in radii}}, device=dev)   # radius -> runs
+mixup_runs = sweep.pop("mixup")
 fig = lp.plot_perturbation_radius({f"r={r:g}": rs for r, rs in sweep.items()})
 lp.save_figure(fig, f"04_radius_per_class_{profile}")
 plt.show()
@@ -138,14 +141,12 @@ display(display_table(summarize({f"r={r:g}": rs for r, rs in sweep.items()})))
 # In[ ]:
 
 
-runs = {
-    "CE": run_seeds(stage1("ce", step="sgd", mixing="none"), seeds, device=dev),
-    "CE + mixup": mixup_runs,
-    f"CC-SAM stage 1 (r={radius:g})": run_seeds(ccsam, seeds, device=dev),
-}
+ce = stage1("ce", step="sgd", mixing="none")
+configs = {"CE": ce, "CE + mixup": mixup, f"CC-SAM stage 1 (r={radius:g})": ccsam}
 nomix = f"CC-SAM stage 1 (r={radius:g}), no mixup"
 if extras:
-    runs[nomix] = run_seeds(stage1("ccsam-nomix", mixing="none"), seeds, device=dev)
+    configs[nomix] = stage1("ccsam-nomix", mixing="none")
+runs = run_grid(configs, seeds, device=dev)
 print(caption(runs["CE"]))
 display(display_table(summarize(runs)))
 pairs = {"CC-SAM vs CE + mixup": paired_differences(runs["CE + mixup"], runs[f"CC-SAM stage 1 (r={radius:g})"]),
@@ -195,16 +196,16 @@ def stage2(first, recipe, name):
 
 w = pd.Series(np.log(counts.max() / counts + 0.01) / 2, index=data.classes, name="w_c")
 display(w.round(3).to_frame().T)
-runs["CE → cRT (class-aware)"] = run_seeds(stage2(stage1("ce", step="sgd", mixing="none"), "ccsam_crt", "crt"),
-                                          seeds, device=dev)
-runs["CE + mixup → cRT (class-aware)"] = run_seeds(stage2(mixup, "ccsam_crt", "crt"), seeds, device=dev)
-runs["CC-SAM stage 1 → cRT (class-aware)"] = run_seeds(stage2(ccsam, "ccsam_crt", "crt"), seeds, device=dev)
-runs["CC-SAM stages 1 + 2"] = run_seeds(stage2(ccsam, "ccsam", "ccsam"), seeds, device=dev)
+runs.update(run_grid({
+    "CE → cRT (class-aware)": stage2(ce, "ccsam_crt", "crt"),
+    "CE + mixup → cRT (class-aware)": stage2(mixup, "ccsam_crt", "crt"),
+    "CC-SAM stage 1 → cRT (class-aware)": stage2(ccsam, "ccsam_crt", "crt"),
+    "CC-SAM stages 1 + 2": stage2(ccsam, "ccsam", "ccsam"),
+    # two cheap variants: the CIFAR-100 config's cap on alpha, and stage 2 on the CE + mixup backbone
+    "CC-SAM stages 1 + 2, up_limit 0.3": make_stage2(ccsam, "ccsam", name="04-s2-ccsam", up_limit=0.3),
+    "CE + mixup → CC-SAM stage 2": stage2(mixup, "ccsam", "ccsam"),
+}, seeds, device=dev))
 print("alpha per stage-2 epoch:", runs["CC-SAM stages 1 + 2"][0].history["alpha"].round(3).tolist())
-# two cheap variants: the CIFAR-100 config's cap on alpha, and stage 2 on the CE + mixup backbone
-capped = make_stage2(ccsam, "ccsam", name="04-s2-ccsam", up_limit=0.3)
-runs["CC-SAM stages 1 + 2, up_limit 0.3"] = run_seeds(capped, seeds, device=dev)
-runs[f"CE + mixup → CC-SAM stage 2"] = run_seeds(stage2(mixup, "ccsam", "ccsam"), seeds, device=dev)
 
 
 # ## 5. Results, beside the poster's
@@ -252,8 +253,10 @@ plt.show()
 if extras:
     ablation = {
         "cRT": runs["CE + mixup → cRT (class-aware)"],
-        "+ direction": run_seeds(stage2(stage1("ccsam-dir", ccsam_magnitude="constant"), "ccsam_crt", "crt"), seeds, device=dev),
-        "+ magnitude": run_seeds(stage2(stage1("ccsam-mag", ccsam_direction="random"), "ccsam_crt", "crt"), seeds, device=dev),
+        **run_grid({
+            "+ direction": stage2(stage1("ccsam-dir", ccsam_magnitude="constant"), "ccsam_crt", "crt"),
+            "+ magnitude": stage2(stage1("ccsam-mag", ccsam_direction="random"), "ccsam_crt", "crt"),
+        }, seeds, device=dev),
         "+ direction + magnitude": runs["CC-SAM stage 1 → cRT (class-aware)"],
         "+ direction + magnitude + stage 2": runs["CC-SAM stages 1 + 2"],
     }

@@ -46,7 +46,8 @@ from IPython.display import display
 
 import ltlib.plots as lp
 from ltlib.config import make_config
-from ltlib.experiment import load_data, run_seeds, sample_batch
+from ltlib.experiment import load_data, sample_batch
+from ltlib.jobs import run_grid
 from ltlib.notebook import describe, resolve_profile, setup
 from ltlib.results import caption, display_table, epoch_cost, paired_differences, summarize
 
@@ -102,11 +103,12 @@ losses = {
     "BS": dict(loss="bs"),
     "LDAM-DRW": dict(loss="ldam", classifier="normed", reweight="drw"),
 }
-runs = {}
+configs = {}
 for label, kw in losses.items():
     name = "05-" + label.lower()
-    runs[label] = run_seeds(base.replace(name=name, **kw), seeds, device=dev)
-    runs[f"{label} + CMO"] = run_seeds(base.replace(name=name + "-cmo", mixing="cmo", **kw), seeds, device=dev)
+    configs[label] = base.replace(name=name, **kw)
+    configs[f"{label} + CMO"] = base.replace(name=name + "-cmo", mixing="cmo", **kw)
+runs = run_grid(configs, seeds, device=dev)
 print(caption(runs["CE"]))
 
 
@@ -161,7 +163,7 @@ if extras:
     ccsam = make_config(profile, "ccsam", dataset)
     combo = base.replace(name=f"05-ce-cmo-{combine_step}", mixing="cmo", step=combine_step,
                          ccsam_radius=ccsam.ccsam_radius, ccsam_flat_ratio=ccsam.ccsam_flat_ratio)
-    runs[f"CE + CMO + {combine_step}"] = run_seeds(combo, seeds, device=dev)
+    runs.update(run_grid({f"CE + CMO + {combine_step}": combo}, seeds, device=dev))
     display(display_table(summarize({k: runs[k] for k in ("CE", "CE + CMO", f"CE + CMO + {combine_step}")})))
     display(paired_differences(runs["CE + CMO"], runs[f"CE + CMO + {combine_step}"]).round(1))
 else:

@@ -66,6 +66,7 @@ from IPython.display import display
 import ltlib.plots as lp
 import ltlib.sharpness as S
 from ltlib.experiment import run, run_seeds
+from ltlib.jobs import run_grid
 from ltlib.notebook import resolve_profile, setup
 from ltlib.results import caption
 from ltlib.series import default_models, select, series_configs
@@ -90,7 +91,7 @@ print(settings)
 # In[ ]:
 
 
-runs = {label: run(config.with_seed(seeds[0]), device=dev) for label, config in configs.items()}
+runs = {label: rs[0] for label, rs in run_grid(configs, seeds[:1], device=dev).items()}
 accuracy = pd.DataFrame({label: {g: r.result()[g] for g in ("overall", "many", "medium", "few")}
                          for label, r in runs.items()}).T
 accuracy["run"] = [r.path.name for r in runs.values()]
@@ -109,8 +110,8 @@ print(caption(list(runs.values())[:1]))
 # In[ ]:
 
 
-results = {label: S.analyse_run(r, settings, ascent_eta=imbsam_eta if label in ascent_models else None, progress=True)
-           for label, r in runs.items()}
+results = S.analyse_runs(runs, settings, ascent_eta={label: imbsam_eta for label in ascent_models if label in runs},
+                          progress=True)
 for probe in dict.fromkeys(res.probe for res in results.values()):
     print("probe:", probe)
 print(f"seconds each model's analysis took when it ran (a cached one is loaded, not rerun): "

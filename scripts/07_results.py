@@ -44,7 +44,8 @@ from IPython.display import display
 
 import ltlib.plots as lp
 from ltlib.calibration import run_calibration
-from ltlib.experiment import cached_seeds, default_exp_dir, run_seeds
+from ltlib.experiment import cached_seeds, default_exp_dir
+from ltlib.jobs import run_grid
 from ltlib.gather import display_summary, export_table, gather_runs, headline_table, summarize_runs
 from ltlib.notebook import resolve_profile, setup
 from ltlib.results import caption, format_mean_std
@@ -90,9 +91,8 @@ display(display_summary(summary).sort_values("name").reset_index(drop=True))
 # In[ ]:
 
 
-runs = {label: run_seeds(config, seeds if label in HEADLINE_MODELS else cached_seeds(config, seeds) or seeds[:1],
-                         device=dev)
-        for label, config in configs.items()}
+runs = run_grid(configs, {label: seeds if label in HEADLINE_MODELS else cached_seeds(config, seeds) or seeds[:1]
+                          for label, config in configs.items()}, device=dev)
 head = headline_table(runs, REPORTED_C100)
 shown = pd.DataFrame({"seeds": head["seeds"]})
 for m in ("overall", "many", "medium", "few", "ece"):

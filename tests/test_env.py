@@ -35,4 +35,4 @@ def test_derived_seeds_are_distinct_and_stable():
 def test_environment_record():
     env = environment(torch.device("cpu"))
     assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["torch_threads"] >= 1
-    assert "threads" in hardware_label(env)
+    assert "thread" in hardware_label(env)

@@ -102,3 +102,11 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path):
     assert all(v > 0 for v in saved["step_cost_vs_sgd"].values())
     timed = [r for r in saved["results"] if "skipped" not in r]
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in timed)
+
+
+def test_side_by_side_benchmark_tiny_mode_writes_its_report(fake_fmnist, tmp_path):
+    from ltlib.bench_jobs import run_benchmark as run_jobs_benchmark
+    result = run_jobs_benchmark(tiny=True, repeats=1, out_dir=tmp_path, progress=False)
+    saved = json.loads((tmp_path / result["path"].rsplit("/", 1)[1]).read_text())
+    assert len(saved["results"]) == 3 and all(len(s) == 1 and s[0] > 0 for s in saved["seconds"].values())
+    assert saved["machine"]["cores"] >= 1 and "ce recipe" in saved["what"]

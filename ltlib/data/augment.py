@@ -10,7 +10,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 
 def pad_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -81,6 +80,8 @@ def random_resized_crop(images: torch.Tensor, size: int, flip: bool, generator: 
     b, _, h, w = images.shape
     boxes = resized_crop_boxes(h, w, b, generator, device=images.device)
     rois = torch.cat([torch.arange(b, device=images.device, dtype=boxes.dtype)[:, None], boxes], 1)
+    from torchvision.ops import roi_align   # imported here: it costs every ltlib import ~2 s
+
     out = roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
                     aligned=True)
     if flip:

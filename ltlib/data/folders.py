@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 from tqdm import tqdm
 
 from ..env import available_cpus
@@ -196,6 +195,8 @@ def _make_split(source: Path, root: str | os.PathLike, paths: list[str], labels:
 
 def train_transform(size: int = 224) -> Callable:
     """The standard ImageNet training augmentation: random-resized crop, flip, normalise."""
+    from torchvision import transforms   # imported here: it costs every ltlib import ~2 s
+
     return transforms.Compose([
         transforms.RandomResizedCrop(size),
         transforms.RandomHorizontalFlip(),
@@ -206,6 +207,8 @@ def train_transform(size: int = 224) -> Callable:
 
 def eval_transform(size: int = 224, resize: int = 256) -> Callable:
     """The standard ImageNet evaluation view: shorter side to ``resize``, centre ``size`` crop, normalise."""
+    from torchvision import transforms
+
     return transforms.Compose([
         transforms.Resize(resize),
         transforms.CenterCrop(size),

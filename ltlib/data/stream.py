@@ -9,12 +9,11 @@ Each epoch draws the global order with the run's seeded sampler, as the device-r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 from ..env import derived_seed
 from ..errors import DataError
@@ -56,8 +55,10 @@ class StreamedImages:
         return StreamedImages(split, self.labels[torch.as_tensor(idx, dtype=torch.long)], self.classes)
 
 
-def stream_transform(size: int, flip: bool, jitter: float, mean, std) -> transforms.Compose:
+def stream_transform(size: int, flip: bool, jitter: float, mean, std) -> Callable:
     """The training view as the papers' code builds it with PIL: RandomResizedCrop, flip, ColorJitter, normalise."""
+    from torchvision import transforms   # imported here: it costs every ltlib import ~2 s
+
     steps: list = [transforms.RandomResizedCrop(size)]
     if flip:
         steps.append(transforms.RandomHorizontalFlip())

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torchvision.models import resnet50, resnext50_32x4d
 
 from .heads import build_classifier
 
-ARCHS = {"resnet50": resnet50, "resnext50": resnext50_32x4d}
+ARCHS = {"resnet50": "resnet50", "resnext50": "resnext50_32x4d"}   # torchvision.models builders
 
 
 class TorchvisionResNet(nn.Module):
     def __init__(self, arch: str = "resnet50", num_classes: int = 1000, in_channels: int = 3,
                  classifier: str = "linear") -> None:
         super().__init__()
-        net = ARCHS[arch](weights=None)
+        import torchvision.models   # imported here: it costs every process that imports ltlib ~2 s
+
+        net = getattr(torchvision.models, ARCHS[arch])(weights=None)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision

@@ -20,7 +20,10 @@ import pandas as pd
 import torch
 
 from .. import io
-from ..experiment import Run, load_data
+from ..env import threads_for_run
+from ..errors import ConfigError
+from ..experiment import Run, load_data, load_run
+from ..jobs import Task, default_jobs, run_tasks
 from ..optim.sam import tail_classes_from_counts
 from .analysis import ascent_direction, hessian_by_group, landscape_1d, perturbation_spread, random_directions
 from .probe import Probe, make_probe
@@ -78,26 +81,58 @@ def analyse_run(run: Run, settings: AnalysisSettings, *, seed: int = 0, ascent_e
             return RunSharpness.from_json(io.read_json(path))
         except (OSError, ValueError, KeyError, TypeError) as err:
             warnings.warn(f"{path} is damaged ({err}); analysing {run.path.name} again.", stacklevel=2)
-    start = time.perf_counter()
-    model = run.model
-    probe = probe_for(run, settings, seed)
-    spread = perturbation_spread(model, probe, settings.sigmas, draws=settings.draws, seed=seed, progress=progress)
-    hessian = pd.concat([hessian_by_group(model, probe, max_images=settings.hessian_images,
-                                          iters=settings.hessian_iters, samples=settings.hessian_samples, seed=seed,
-                                          scale=scale, progress=progress)
-                         for scale in settings.hessian_scales], ignore_index=True)
-    directions = {"random": random_directions(model, 1, seed=seed)[0]}
-    if ascent_eta is not None:
-        directions["SAM ascent"] = ascent_direction(model, probe)
-        tail = tail_classes_from_counts(run.metrics["class_counts"], ascent_eta)
-        if tail:
-            directions["ImbSAM ascent"] = ascent_direction(model, probe, classes=tail)
-    alphas = np.linspace(-settings.alpha_range, settings.alpha_range, settings.alpha_points)
-    landscape = landscape_1d(model, probe, directions, alphas, progress=progress)
-    result = RunSharpness(spread, hessian, landscape, probe.description, time.perf_counter() - start)
+    with threads_for_run(next(run.model.parameters()).device):   # the numbers do not depend on the core count
+        start = time.perf_counter()
+        model = run.model
+        probe = probe_for(run, settings, seed)
+        spread = perturbation_spread(model, probe, settings.sigmas, draws=settings.draws, seed=seed, progress=progress)
+        hessian = pd.concat([hessian_by_group(model, probe, max_images=settings.hessian_images,
+                                              iters=settings.hessian_iters, samples=settings.hessian_samples, seed=seed,
+                                              scale=scale, progress=progress)
+                             for scale in settings.hessian_scales], ignore_index=True)
+        directions = {"random": random_directions(model, 1, seed=seed)[0]}
+        if ascent_eta is not None:
+            directions["SAM ascent"] = ascent_direction(model, probe)
+            tail = tail_classes_from_counts(run.metrics["class_counts"], ascent_eta)
+            if tail:
+                directions["ImbSAM ascent"] = ascent_direction(model, probe, classes=tail)
+        alphas = np.linspace(-settings.alpha_range, settings.alpha_range, settings.alpha_points)
+        landscape = landscape_1d(model, probe, directions, alphas, progress=progress)
+        result = RunSharpness(spread, hessian, landscape, probe.description, time.perf_counter() - start)
     if cache:
         io.write_json(path, result.to_json())
     return result
+
+
+def analyse_runs(runs: Mapping[str, Run], settings: AnalysisSettings, *, seed: int = 0,
+                 ascent_eta: Mapping[str, int] | None = None, jobs: int | None = None,
+                 progress: bool = False) -> dict[str, RunSharpness]:
+    """:func:`analyse_run` for every run (``ascent_eta`` maps the labels that get ascent directions to their
+    eta), the uncached ones ``jobs`` at a time in worker processes (default :func:`ltlib.jobs.default_jobs`;
+    smoke-profile runs stay in this process unless ``jobs`` is given)."""
+    etas = dict(ascent_eta or {})
+    unknown = set(etas) - set(runs)
+    if unknown:
+        raise ConfigError(f"ascent_eta names labels that are not in runs: {sorted(unknown)}")
+    todo = [label for label, r in runs.items()
+            if not (r.path / f"sharpness-{_key(settings, seed, etas.get(label))}.json").is_file()]
+    devices = {next(r.model.parameters()).device for r in runs.values()}
+    n_jobs = int(jobs) if jobs is not None else min(default_jobs(d) for d in devices) if devices else 1
+    smoke = jobs is None and all(r.config.profile == "smoke" for r in runs.values())   # shorter than a start-up
+    if len(todo) > 1 and n_jobs > 1 and {d.type for d in devices} == {"cpu"} and not smoke:
+        blob = json.dumps(dataclasses.asdict(settings))
+        run_tasks([Task(runs[label].path.name, ["analyse", str(runs[label].path.resolve()), blob, str(seed),
+                                                 str(etas.get(label, ""))]) for label in todo],
+                  n_jobs, desc="analysing", progress=progress)
+    return {label: analyse_run(r, settings, seed=seed, ascent_eta=etas.get(label), progress=progress)
+            for label, r in runs.items()}
+
+
+def analyse_path(run_path: str, settings_json: str, seed: str, ascent_eta: str) -> None:
+    """A worker's :func:`analyse_run` of the run folder ``run_path`` (the arguments as text)."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(settings_json).items()}
+    analyse_run(load_run(run_path), AnalysisSettings(**values), seed=int(seed),
+                ascent_eta=int(ascent_eta) if ascent_eta else None)
 
 
 def sharpness_table(results: Mapping[str, RunSharpness], runs: Mapping[str, Run], sigma: float) -> pd.DataFrame:
