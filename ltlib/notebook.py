@@ -6,7 +6,8 @@ import os
 import torch
 
 from .config import RunConfig
-from .env import available_cpus, configure_threads, cpu_model, resolve_device
+from .env import available_cpus, configure_threads, cpu_model, resolve_device, run_threads
+from .jobs import default_jobs
 
 _SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "mixing",
           "step", "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
@@ -30,7 +31,9 @@ def setup(device: str = "auto") -> torch.device:
     dev = resolve_device(device)
     threads = configure_threads()
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu_model()} ({available_cpus()} cores)"
-    print(f"device: {dev} — {where}; torch {torch.__version__}, {threads} CPU threads")
+    n = run_threads(dev)
+    runs = "" if n is None else f"; each run {n} thread{'s' * (n != 1)}, up to {default_jobs(dev)} side by side"
+    print(f"device: {dev} — {where}; torch {torch.__version__}, {threads} CPU threads{runs}")
     return dev
 
 

@@ -20,7 +20,8 @@
 # 
 # All four are *step strategies*: the same training loop, data, schedule and initialisation, one config
 # field apart (`step="sgd" | "sam" | "asam" | "imbsam"`). In the `quick` profile this notebook trains 21 runs
-# and takes about an hour on a 2-core CPU: a SAM step costs two plain steps, an ImbSAM step 2.5.
+# and took about an hour on a 2-core CPU one run at a time (less now that runs train two at a time): a SAM step
+# costs two plain steps, an ImbSAM step 2.5.
 # `make tutorial` runs it on seed 0 only and without the ρ sweep and the ablation (`extras=False`): four runs (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
 
 # In[ ]:

@@ -23,7 +23,8 @@
 # Stage 1 is a *step strategy* (`step="ccsam"`) and mixup a *mixing rule* (`mixing="mixup"`); stage 2 is a
 # stage-2 recipe (`make_stage2(stage1, "ccsam")`). A CC-SAM step costs about one plain step: the per-class
 # gradients of a linear classifier have a closed form (two B × B Gram matrices), so there is no backward pass per class.
-# In the `quick` profile this notebook trains 22 stage-1 and 24 stage-2 runs: about 37 minutes on a 2-core CPU.
+# In the `quick` profile this notebook trains 22 stage-1 and 24 stage-2 runs: about 37 minutes on a 2-core CPU one
+# run at a time (less now that runs train two at a time).
 # `make tutorial` runs it on seed 0 only and without the radius sweep, the no-mixup run and the poster's ablation (`extras=False`): three stage-1 runs (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
 
 # In[ ]:

@@ -19,7 +19,7 @@
 # - that CMO is one config line on top of any loss *and* any step strategy (here CC-SAM).
 # 
 # Every run uses the LDAM-DRW / CMO recipe scaled to the profile: SGD lr 0.1, a warm-up, then ×0.01 and ×0.0001
-# at 80 % and 90 % of the epochs. In the `quick` profile this notebook trains 27 runs, about 45 minutes on a
+# at 80 % and 90 % of the epochs. In the `quick` profile this notebook trains 27 runs, about 45 minutes (one run at a time; less two at a time) on a
 # 2-core CPU. `make tutorial` runs it on seed 0 only and without section 5's extra run (`extras=False`): eight runs (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
 
 # In[ ]:
