@@ -54,7 +54,7 @@ def run_threads(device: torch.device) -> int | None:
 
     The thread count changes float rounding, so with a fixed count a run gives the same numbers on any
     machine with the same CPU type, whatever its core count and however many runs train beside it. One
-    thread per run and one run per core trains a quick-profile model 1.5x faster on 2 cores than 2 threads
+    thread per run and one run per core trains quick-profile models 1.42x faster on 2 cores than 2 threads
     per run, one run at a time (:mod:`ltlib.jobs`). ``None`` on a GPU: the process keeps its threads.
     """
     if device.type != "cpu":

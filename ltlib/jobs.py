@@ -1,8 +1,8 @@
 """Train many runs side by side: one worker process per run, one intra-op thread each.
 
-A quick-profile model is too small for two threads to pay: on 2 cores a two-thread run takes 0.89x the
-time of a one-thread run, while two one-thread runs side by side finish 1.5x sooner than two two-thread
-runs one after the other (README, "Speed"). Every training run uses :func:`~ltlib.env.run_threads`
+A quick-profile model is too small for two threads to pay: on 2 cores a two-thread run takes 0.72x the
+time of a one-thread run, while two one-thread runs side by side finish 1.42x sooner than two two-thread
+runs one after the other (README, "Speed"; ``python -m ltlib.bench_jobs``). Every training run uses :func:`~ltlib.env.run_threads`
 threads wherever it trains, so its numbers are the same alone, in a worker or in a notebook.
 
     runs = run_grid({"SGD": sgd_config, "SAM": sam_config}, seeds=[0, 1, 2])   # label -> [Run per seed]
@@ -87,7 +87,7 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
     """Train the configs that have no finished run, side by side in workers when ``jobs`` > 1 and at least
     two are missing (else nothing: :func:`~ltlib.experiment.run` trains them in this process). With
     ``jobs=None``, smoke-profile runs stay in this process too: each is shorter than a worker's start-up.
-    Returns how many runs were trained."""
+    Returns how many runs it trained (0 when it leaves them to ``run``)."""
     dev = resolve_device(device)
     n_jobs = default_jobs(dev) if jobs is None else int(jobs)
     if n_jobs < 1:

@@ -86,7 +86,7 @@ plt.show()
 # starts from these models) costs nothing. The seed sets the initialisation, the batch order and the
 # augmentation draws, so runs with the same seed see the same batches: only the weight decay differs.
 # That is what makes a seed-by-seed comparison meaningful. On a CPU the missing runs train side by side, one per
-# core with one thread each: for a model this small that is about 1.5× faster than one run on all cores, and a
+# core with one thread each: for a model this small that is about 1.4× faster than one run at a time on all cores, and a
 # run's numbers do not depend on it (`ltlib.jobs`).
 # 
 # Weight decay applies to every parameter, BatchNorm and biases included, as in the weight-balancing code.
