@@ -445,8 +445,13 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
               f"ceiling ({ceiling:.0f} GFLOP/s); wall time {result['wall_time_s']:.0f} s")
         if result["step_cost_vs_sgd"]:
             print("step cost vs SGD: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["step_cost_vs_sgd"].items()))
+    return write_report(result, "bench", tiny=tiny, out_dir=out_dir, progress=progress)
+
+
+def write_report(result: dict, prefix: str, *, tiny: bool, out_dir: str | Path | None, progress: bool) -> dict:
+    """Write ``result`` to ``<out_dir or exp/bench>/<prefix>-<time>[-tiny].json``; returns it with its ``path``."""
     out = Path(out_dir) if out_dir else default_exp_dir() / "bench"
-    path = out / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-tiny' if tiny else ''}.json"
+    path = out / f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-tiny' if tiny else ''}.json"
     io.write_json(path, result)
     result["path"] = str(path)
     if progress:

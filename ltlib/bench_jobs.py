@@ -19,13 +19,11 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
-from . import io
 from .config import make_config
 from .env import available_cpus, cpu_model
-from .experiment import default_exp_dir
+from .bench import write_report
 from .jobs import Task, run_tasks
 
 
@@ -73,13 +71,7 @@ def run_benchmark(*, runs: int | None = None, epochs: int = 5, repeats: int = 2,
             speed = row["speed_vs_first"]
             print(f"{name:>32}: {row['median_s']:6.1f} s [{row['min_s']:.1f}..{row['max_s']:.1f}], "
                   f"{statistics.median(speed):.2f}x [{min(speed):.2f}..{max(speed):.2f}] the speed of the first")
-    out = Path(out_dir) if out_dir else default_exp_dir() / "bench"
-    path = out / f"jobs-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-tiny' if tiny else ''}.json"
-    io.write_json(path, result)
-    result["path"] = str(path)
-    if progress:
-        print(f"written: {path}")
-    return result
+    return write_report(result, "jobs", tiny=tiny, out_dir=out_dir, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> dict:
