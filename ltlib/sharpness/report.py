@@ -13,6 +13,7 @@ import json
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -61,6 +62,11 @@ def probe_for(run: Run, settings: AnalysisSettings, seed: int = 0, device: torch
     return make_probe(data, run.config, per_class=settings.probe_per_class, seed=seed, device=device, loss=loss)
 
 
+def _cache_path(run: Run, settings: AnalysisSettings, seed: int, ascent_eta: int | None) -> Path:
+    """Where :func:`analyse_run` keeps the analysis of ``run`` with these settings."""
+    return run.path / f"sharpness-{_key(settings, seed, ascent_eta)}.json"
+
+
 def _key(settings: AnalysisSettings, seed: int, ascent_eta: int | None) -> str:
     blob = json.dumps({"settings": dataclasses.asdict(settings), "seed": seed, "ascent_eta": ascent_eta,
                        "version": ANALYSIS_VERSION}, sort_keys=True)
@@ -75,7 +81,7 @@ def analyse_run(run: Run, settings: AnalysisSettings, *, seed: int = 0, ascent_e
     along SAM's ascent direction (the probe-loss gradient) and ImbSAM's (the gradient of the classes with
     fewer than ``ascent_eta`` training images).
     """
-    path = run.path / f"sharpness-{_key(settings, seed, ascent_eta)}.json"
+    path = _cache_path(run, settings, seed, ascent_eta)
     if cache and path.is_file():
         try:
             return RunSharpness.from_json(io.read_json(path))
@@ -114,12 +120,11 @@ def analyse_runs(runs: Mapping[str, Run], settings: AnalysisSettings, *, seed: i
     unknown = set(etas) - set(runs)
     if unknown:
         raise ConfigError(f"ascent_eta names labels that are not in runs: {sorted(unknown)}")
-    todo = [label for label, r in runs.items()
-            if not (r.path / f"sharpness-{_key(settings, seed, etas.get(label))}.json").is_file()]
-    devices = {next(r.model.parameters()).device for r in runs.values()}
-    n_jobs = int(jobs) if jobs is not None else min(default_jobs(d) for d in devices) if devices else 1
+    todo = [label for label, r in runs.items() if not _cache_path(r, settings, seed, etas.get(label)).is_file()]
+    on_cpu = all(next(r.model.parameters()).device.type == "cpu" for r in runs.values())
+    n_jobs = default_jobs("cpu") if jobs is None else int(jobs)
     smoke = jobs is None and all(r.config.profile == "smoke" for r in runs.values())   # shorter than a start-up
-    if len(todo) > 1 and n_jobs > 1 and {d.type for d in devices} == {"cpu"} and not smoke:
+    if len(todo) > 1 and n_jobs > 1 and on_cpu and not smoke:
         blob = json.dumps(dataclasses.asdict(settings))
         run_tasks([Task(runs[label].path.name, ["analyse", str(runs[label].path.resolve()), blob, str(seed),
                                                  str(etas.get(label, ""))]) for label in todo],
