@@ -3,13 +3,15 @@
 By default it is the short path: notebooks 01-06 on seed 0 with ``extras=False`` (their sweeps and ablations
 skipped), then notebook 07 with its headline rows on ``--seeds`` seeds (training the missing ones). ``--full``
 runs every notebook with its own defaults (every model on seeds 0-2, sweeps and ablations included).
-Each executed notebook, its HTML and ``timings.json`` are written to ``exp/tutorial/``.
+Each executed notebook, its HTML and ``timings.json`` (also kept as ``timings-<start time>.json``) are
+written to ``exp/tutorial/``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from . import io
@@ -52,6 +54,15 @@ def tutorial_parameters(notebook: str | Path, known: set[str], profile: str, dat
     return params
 
 
+def save_timings(out_dir: Path, timings: dict) -> list[Path]:
+    """Write ``timings.json`` (the latest series) and ``timings-<started>.json`` (this series, kept when the next
+    one runs), so that two series can be compared."""
+    paths = [out_dir / "timings.json", out_dir / f"timings-{timings['started']}.json"]
+    for path in paths:
+        io.write_json(path, timings)
+    return paths
+
+
 def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fashion_mnist_lt",
                  seeds: int | None = None, full: bool = False, only: list[str] | None = None) -> dict:
     """Execute the series with papermill, export each notebook to HTML, and return (and save) the timings."""
@@ -63,7 +74,8 @@ def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fa
     series = notebooks()
     chosen = [nb for nb in series if only is None or any(nb.name.startswith(o) for o in only)]
     timings = {"profile": profile, "dataset": dataset, "seeds": seeds, "full": full, "commit": git_commit(),
-               "hardware": f"{cpu_model()} ({available_cpus()} cores)", "notebooks": {}}
+               "hardware": f"{cpu_model()} ({available_cpus()} cores)",
+               "started": datetime.now().strftime("%Y%m%d-%H%M%S"), "notebooks": {}}
     start = time.perf_counter()
     for nb in chosen:
         known = set(papermill.inspect_notebook(str(nb)))
@@ -78,7 +90,7 @@ def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fa
         seconds = time.perf_counter() - t0
         timings["notebooks"][nb.name] = {"seconds": round(seconds, 1), "parameters": params}
         timings["seconds"] = round(time.perf_counter() - start, 1)
-        io.write_json(out_dir / "timings.json", timings)     # after each notebook: a failed series keeps its times
+        save_timings(out_dir, timings)     # after each notebook: a failed series keeps its times
         print(f"== {nb.name}: {seconds / 60:.1f} min", flush=True)
     return timings
 

@@ -1,4 +1,6 @@
-"""`make tutorial`'s parameters per notebook: the short path, the full path, and clear errors."""
+"""`make tutorial`'s parameters per notebook: the short path, the full path, clear errors, and its timings files."""
+import json
+
 import pytest
 
 from ltlib.tutorial import notebooks, tutorial_parameters
@@ -40,3 +42,15 @@ def test_every_notebook_takes_the_parameters_the_tutorial_passes():
         known = set(papermill.inspect_notebook(str(nb)))
         for full in (False, True):
             tutorial_parameters(nb, known, "quick", "fashion_mnist_lt", seeds=3, full=full, last=nb == series[-1])
+
+
+def test_each_series_keeps_its_own_timings(tmp_path):
+    from ltlib.tutorial import save_timings
+    first = {"started": "20261202-100000", "seconds": 1.0, "notebooks": {}}
+    second = {"started": "20261202-110000", "seconds": 2.0, "notebooks": {}}
+    save_timings(tmp_path, first)
+    save_timings(tmp_path, second)
+    assert json.loads((tmp_path / "timings.json").read_text())["seconds"] == 2.0
+    assert json.loads((tmp_path / "timings-20261202-100000.json").read_text())["seconds"] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timings-20261202-100000.json",
+                                                         "timings-20261202-110000.json", "timings.json"]
