@@ -14,7 +14,6 @@ of each way, median [min..max], and each way's speed relative to the first, pair
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from .config import make_config
 from .env import available_cpus, cpu_model
 from .bench import write_report
-from .jobs import Task, run_tasks
+from .jobs import run_tasks, train_task
 
 
 def _train_all(configs, jobs: int, threads: int, exp_dir: Path) -> float:
@@ -32,9 +31,8 @@ def _train_all(configs, jobs: int, threads: int, exp_dir: Path) -> float:
     before = os.environ.get("LTLIB_RUN_THREADS")
     os.environ["LTLIB_RUN_THREADS"] = str(threads)
     try:
-        tasks = [Task(c.run_name, ["train", json.dumps(c.to_dict()), str(exp_dir), ""]) for c in configs]
         start = time.perf_counter()
-        run_tasks(tasks, jobs, progress=False)
+        run_tasks([train_task(c, exp_dir) for c in configs], jobs, progress=False)
         return time.perf_counter() - start
     finally:
         if before is None:

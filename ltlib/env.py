@@ -57,11 +57,14 @@ def run_threads(device: torch.device) -> int | None:
     thread per run and one run per core trains quick-profile models 1.42x faster on 2 cores than 2 threads
     per run, one run at a time (:mod:`ltlib.jobs`). ``None`` on a GPU: the process keeps its threads.
     """
-    if device.type != "cpu":
-        return None
-    text = os.environ.get("LTLIB_RUN_THREADS", "1")
+    return env_count("LTLIB_RUN_THREADS", 1, "threads") if device.type == "cpu" else None
+
+
+def env_count(name: str, default: int, what: str) -> int:
+    """The whole number >= 1 in the environment variable ``name`` (``default`` when unset); a clear error else."""
+    text = os.environ.get(name, str(default))
     if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"LTLIB_RUN_THREADS={text!r}: give a whole number of threads >= 1")
+        raise ConfigError(f"{name}={text!r}: give a whole number of {what} >= 1")
     return int(text)
 
 

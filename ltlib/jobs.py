@@ -2,8 +2,9 @@
 
 A quick-profile model is too small for two threads to pay: on 2 cores a two-thread run takes 0.72x the
 time of a one-thread run, while two one-thread runs side by side finish 1.42x sooner than two two-thread
-runs one after the other (README, "Speed"; ``python -m ltlib.bench_jobs``). Every training run uses :func:`~ltlib.env.run_threads`
-threads wherever it trains, so its numbers are the same alone, in a worker or in a notebook.
+runs one after the other (README, "Speed"; ``python -m ltlib.bench_jobs``). Every training run uses
+:func:`~ltlib.env.run_threads` threads wherever it trains, so its numbers are the same alone, in a worker or
+in a notebook.
 
     runs = run_grid({"SGD": sgd_config, "SAM": sam_config}, seeds=[0, 1, 2])   # label -> [Run per seed]
 
@@ -25,7 +26,7 @@ from typing import Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .env import available_cpus, resolve_device, run_threads
+from .env import available_cpus, env_count, resolve_device, run_threads
 from .errors import ConfigError
 from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
 from .stage2 import Stage2Config
@@ -51,14 +52,9 @@ class Task:
 
 def default_jobs(device: str | torch.device = "auto") -> int:
     """How many runs train at once: ``LTLIB_JOBS``, else one per ``run_threads`` cores on CPU, 1 on a GPU."""
-    dev = resolve_device(device)
-    text = os.environ.get("LTLIB_JOBS")
-    if text is not None:
-        if not text.isdigit() or int(text) < 1:
-            raise ConfigError(f"LTLIB_JOBS={text!r}: give a whole number of runs >= 1")
-        return int(text)
-    threads = run_threads(dev)
-    return 1 if threads is None else max(1, available_cpus() // threads)
+    threads = run_threads(resolve_device(device))
+    default = 1 if threads is None else max(1, available_cpus() // threads)
+    return env_count("LTLIB_JOBS", default, "runs")
 
 
 def run_grid(configs: Mapping[str, object], seeds: Sequence[int] | Mapping[str, Sequence[int]], *,
@@ -93,13 +89,19 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
     if n_jobs < 1:
         raise ConfigError(f"jobs={jobs}: give a whole number of runs >= 1")
     root = Path(exp_dir or default_exp_dir()).resolve()
-    stage1: dict[str, object] = {}
-    stage2: dict[str, object] = {}
+    stage1: dict[Path, object] = {}         # run folder -> config, for the runs not finished
+    stage2: dict[Path, object] = {}
+
+    def add_missing(bucket: dict, config) -> None:
+        if not is_finished(run_dir(config, root)):
+            bucket.setdefault(run_dir(config, root), config)
+
     for config in configs:
-        parent = config.stage1 if isinstance(config, Stage2Config) else None
-        for c, bucket in ((parent, stage1), (config, stage2 if parent is not None else stage1)):
-            if c is not None and not is_finished(run_dir(c, root)):
-                bucket.setdefault(str(run_dir(c, root)), c)
+        if isinstance(config, Stage2Config):
+            add_missing(stage1, config.stage1)
+            add_missing(stage2, config)
+        else:
+            add_missing(stage1, config)
     if n_jobs == 1 or dev.type != "cpu" or len(stage1) + len(stage2) < 2:
         return 0
     if jobs is None and all(c.profile == "smoke" for c in (*stage1.values(), *stage2.values())):
@@ -109,11 +111,15 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
         if len(phase) == 1:                 # one run: train it here, with its own progress bar
             run(next(iter(phase.values())), exp_dir=root, device=dev, data_dir=data_dir, progress=progress)
         elif phase:
-            tasks = [Task(c.run_name, ["train", json.dumps(c.to_dict()), str(root), data_dir or ""], _cost(c))
-                     for c in phase.values()]
-            run_tasks(tasks, n_jobs, desc="training", progress=progress)
+            run_tasks([train_task(c, root, data_dir) for c in phase.values()], n_jobs, desc="training",
+                      progress=progress)
         trained += len(phase)
     return trained
+
+
+def train_task(config, exp_dir: Path, data_dir: str | None = None) -> Task:
+    """The worker task that trains ``config`` into ``exp_dir``."""
+    return Task(config.run_name, ["train", json.dumps(config.to_dict()), str(exp_dir), data_dir or ""], _cost(config))
 
 
 def _cost(config) -> float:
@@ -126,7 +132,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress:
     """Run ``tasks`` in ``jobs`` worker processes at a time, longest first; the first failure stops the
     others (an interrupted run resumes from its last finished epoch next time) and raises :class:`JobError`."""
     queue = sorted(tasks, key=lambda t: -t.cost)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("LTLIB_RUN_THREADS", "1"), "LTLIB_JOBS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(run_threads(torch.device("cpu"))), "LTLIB_JOBS": "1"}
     running: dict[subprocess.Popen, tuple[Task, Path]] = {}
     with tempfile.TemporaryDirectory(prefix="ltlib-jobs-") as logs, \
             tqdm(total=len(queue), desc=f"{desc} ({min(jobs, len(queue))} side by side)", unit="run",
