@@ -7,7 +7,7 @@ PROFILE ?= quick
 DATASET ?= fashion_mnist_lt
 FMNIST_DIR ?= $(or $(LTLIB_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 
-.PHONY: install data test tutorial bench scripts lab clean
+.PHONY: install data test tutorial bench scripts readme lab clean
 
 install: $(VENV)/.installed
 
@@ -30,9 +30,10 @@ data:
 test: install data
 	$(PY) -m pytest -q
 
-# The short path: notebooks 01-06 on seed 0 without their sweeps and ablations, then 07 with its headline rows
-# on SEEDS seeds (default 1). FULL=1: every notebook with its own defaults (seeds 0-2, sweeps and ablations).
-# Executed notebooks, their HTML and timings.json go to exp/tutorial/.
+# The short path: notebooks 01-06 on seed 0 without their sweeps, then 07 with its headline rows on SEEDS seeds
+# (default 1). FULL=1, the long path: every notebook with its own defaults (seeds 0-2, sweeps and ablations); it
+# publishes each notebook's results file to exp/summaries/longpath/ (committed). Executed notebooks, their HTML and
+# timings.json go to exp/tutorial/.
 SEEDS ?=
 FULL ?=
 
@@ -44,6 +45,10 @@ bench: install data
 
 scripts: install
 	$(PY) -m ltlib.export
+
+# The README's headline table, figure and timings, from the committed files under exp/summaries/
+readme: install
+	$(PY) -m ltlib.readme
 
 lab: install data
 	$(VENV)/bin/jupyter lab notebooks/

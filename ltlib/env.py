@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -139,7 +140,7 @@ def git_commit() -> str | None:
 
 
 def environment(device: torch.device) -> dict:
-    """What a result was computed on: versions, device, CPU model and threads."""
+    """What a result was computed on: versions, device, CPU model, threads and the date."""
     from . import __version__
 
     info = {
@@ -154,6 +155,7 @@ def environment(device: torch.device) -> dict:
         "torch_threads": torch.get_num_threads(),
         "malloc_tuned": bool(_allocator_tuned),
         "device": str(device),
+        "date": datetime.now().strftime("%Y-%m-%d"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

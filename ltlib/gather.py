@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, papers
 from .env import hardware_label
 from .experiment import config_from_dict, default_exp_dir, is_finished
 from .results import format_mean_std, summarize
@@ -146,10 +146,10 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def headline_table(runs_by_label, reported: dict | None = None) -> pd.DataFrame:
+def headline_table(runs_by_label, reported: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per label of finished runs (several seeds each): accuracy mean and std (:func:`ltlib.results.summarize`),
-    ECE (15 bins, test set, cached beside each run), training seconds per run, hardware, and a reported number
-    if given."""
+    ECE (15 bins, test set, cached beside each run), training seconds per run, hardware, and the reported number
+    of ``reported[label]`` (a key of :data:`ltlib.papers.REPORTED`) if given."""
     from .calibration import run_calibration
 
     accuracy = summarize(runs_by_label)
@@ -164,7 +164,8 @@ def headline_table(runs_by_label, reported: dict | None = None) -> pd.DataFrame:
             table.loc[label, f"{column}_std"] = v.std(ddof=1) if len(v) > 1 else np.nan
         table.loc[label, "hardware"] = "; ".join(sorted({hardware_label(r.environment) for r in runs}))
         if reported is not None:
-            value = reported.get(label)
-            table.loc[label, "reported C100-LT IF100"] = f"{value[0]:g} ({value[1]})" if value else ""
+            key = reported.get(label)
+            table.loc[label, "reported C100-LT IF100"] = f"{papers.reported(key).value:g} ({papers.reported(key).source})" \
+                if key else ""
     table.index.name = None
     return table

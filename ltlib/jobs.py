@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .env import available_cpus, env_count, resolve_device, run_threads
 from .errors import ConfigError
+from .progress import Progress, duration
 from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
 from .stage2 import Stage2Config
 
@@ -133,10 +133,11 @@ def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress:
     others (an interrupted run resumes from its last finished epoch next time) and raises :class:`JobError`."""
     queue = sorted(tasks, key=lambda t: -t.cost)
     env = {**os.environ, "OMP_NUM_THREADS": str(run_threads(torch.device("cpu"))), "LTLIB_JOBS": "1"}
-    running: dict[subprocess.Popen, tuple[Task, Path]] = {}
+    running: dict[subprocess.Popen, tuple[Task, Path, float]] = {}
+    done: list[str] = []
+    side = min(jobs, len(queue))
     with tempfile.TemporaryDirectory(prefix="ltlib-jobs-") as logs, \
-            tqdm(total=len(queue), desc=f"{desc} ({min(jobs, len(queue))} side by side)", unit="run",
-                 disable=not progress) as bar:
+            Progress(len(queue), desc, "runs" if desc == "training" else "jobs", enabled=progress) as bar:
         try:
             while queue or running:
                 while queue and len(running) < jobs:
@@ -145,15 +146,17 @@ def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress:
                     with open(log, "wb") as out:
                         proc = subprocess.Popen([sys.executable, "-m", "ltlib.jobs", *task.args], env=env,
                                                 stdout=out, stderr=subprocess.STDOUT)
-                    running[proc] = (task, log)
-                bar.set_postfix_str(", ".join(t.name for t, _ in running.values()), refresh=True)
+                    running[proc] = (task, log, time.perf_counter())
+                bar.update(0, ", ".join(t.name for t, _, _ in running.values()))
                 time.sleep(0.2)
                 for proc in [p for p in running if p.poll() is not None]:
-                    task, log = running.pop(proc)
+                    task, log, started = running.pop(proc)
                     if proc.returncode != 0:
                         tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
                         raise JobError(f"{task.name} failed in its worker (exit {proc.returncode}):\n{tail}")
-                    bar.update()
+                    done.append(f"  {task.name}: {duration(time.perf_counter() - started)}")
+                    bar.update(1, ", ".join(t.name for t, _, _ in running.values()), force=True)
+            bar.close("\n".join([f"{bar.summary()}, {side} side by side:", *done]))
         finally:
             for proc in running:
                 proc.terminate()

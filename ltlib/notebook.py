@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
 from .config import RunConfig
 from .env import available_cpus, configure_threads, cpu_model, resolve_device, run_threads
 from .jobs import default_jobs
+from .progress import duration
 
 _SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "mixing",
           "step", "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
@@ -26,8 +28,12 @@ def resolve_profile(profile: str) -> str:
     return os.environ.get("LTLIB_PROFILE") or profile
 
 
+_STARTED: list[float] = []
+
+
 def setup(device: str = "auto") -> torch.device:
-    """Pick the device and thread count, and say what was chosen."""
+    """Pick the device and thread count, say what was chosen, and start the clock :func:`finish` reads."""
+    _STARTED[:] = [time.perf_counter()]
     dev = resolve_device(device)
     threads = configure_threads()
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu_model()} ({available_cpus()} cores)"
@@ -35,6 +41,15 @@ def setup(device: str = "auto") -> torch.device:
     runs = "" if n is None else f"; each run {n} thread{'s' * (n != 1)}, up to {default_jobs(dev)} side by side"
     print(f"device: {dev} — {where}; torch {torch.__version__}, {threads} CPU threads{runs}")
     return dev
+
+
+def finish() -> None:
+    """Say how long the notebook took since :func:`setup`, and on what."""
+    if not _STARTED:
+        return
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_model()} ({available_cpus()} cores)"
+    print(f"this notebook ran in {duration(time.perf_counter() - _STARTED[0])} on {where} "
+          "(training what was missing and loading the rest from exp/)")
 
 
 def describe(config: RunConfig) -> str:

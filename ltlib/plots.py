@@ -367,16 +367,21 @@ def plot_landscapes_1d(landscapes: Mapping[str, pd.DataFrame], scopes: Sequence[
     fig, axes = plt.subplots(1, len(scopes), figsize=(4.6 * len(scopes), 3.6))
     axes = np.atleast_1d(axes)
     colors = _colors(list(landscapes))
+    in_steps = False
     for ax, scope in zip(axes, scopes):
         for label, table in landscapes.items():
             part = table[table["scope"] == scope]
             if direction is not None:
                 part = part[part["direction"] == direction]
             for k, (name, line) in enumerate(part.groupby("direction", sort=False)):
-                ax.plot(line["alpha"], line["loss"], color=colors[label], ls=("-", "--", ":")[k % 3],
+                # an ascent landscape is drawn in SAM steps (ltlib.sharpness.ascent_landscapes), a random one in alpha
+                in_steps = "steps" in line and bool(line["steps"].notna().all())
+                ax.plot(line["steps"] if in_steps else line["alpha"], line["loss"], color=colors[label],
+                        ls=("-", "--", ":")[k % 3],
                         label=label if direction is not None or part["direction"].nunique() == 1 else f"{label}: {name}")
         ax.set_yscale("log")
-        ax.set_xlabel(r"$\alpha$ (filter-normalised step)")
+        ax.set_xlabel("steps of SAM's length ρ along the ascent direction" if in_steps
+                      else r"$\alpha$ (filter-normalised step)")
         ax.set_ylabel(f"{scope} loss")
         ax.set_title(scope + (f", {direction} direction" if direction else ""), fontsize=10)
     axes[-1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -429,13 +434,56 @@ def plot_few_vs_many(table: pd.DataFrame, title: str = "") -> plt.Figure:
     for label, row in table.iterrows():
         ax.errorbar(row["many_mean"], row["few_mean"], xerr=np.nan_to_num(row["many_std"]),
                     yerr=np.nan_to_num(row["few_std"]), color=colors[label], marker="o", ms=5, capsize=2, lw=1)
-        ax.annotate(label, (row["many_mean"], row["few_mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel("many-shot test accuracy (%)")
     ax.set_ylabel("few-shot test accuracy (%)")
     if title:
         ax.set_title(_wrap(title, 90), fontsize=9)
     fig.tight_layout()
+    place_labels(ax, table["many_mean"].to_numpy(float), table["few_mean"].to_numpy(float), list(table.index),
+                 [colors[label] for label in table.index])
     return fig
+
+
+def place_labels(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str], colors: Sequence,
+                 fontsize: float = 7) -> list:
+    """Label each point without overlap: try offsets on growing rings around the point and keep the first whose
+    text box clears the other labels, the points and the axes' edges (a line joins a label set far off)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.column_stack([xs, ys]))
+    frame = ax.get_window_extent(renderer)
+    taken: list = []
+    placed = []
+    angles = np.deg2rad([30, 150, 210, 330, 90, 270, 0, 180, 60, 120, 240, 300])
+    for i in np.argsort(-ys):                                      # top first
+        text = ax.annotate(labels[i], (xs[i], ys[i]), fontsize=fontsize, color="black", xytext=(4, 3),
+                           textcoords="offset points", zorder=5)
+        best = None
+        for radius in (6, 12, 20, 30, 42, 56, 72):
+            for angle in angles:
+                dx, dy = radius * np.cos(angle), radius * np.sin(angle)
+                text.set_position((dx, dy))
+                text.set_horizontalalignment("left" if dx >= 0 else "right")
+                text.set_verticalalignment("bottom" if dy >= 0 else "top")
+                box = text.get_window_extent(renderer).expanded(1.04, 1.1)
+                near = np.abs(points - box.get_points().mean(0)) < np.array([box.width, box.height]) / 2 + 4
+                clear = (not any(box.overlaps(other) for other in taken) and not near.all(1).any()
+                         and frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1))
+                if clear:
+                    best = (dx, dy)
+                    break
+            if best is not None:
+                break
+        if best is None:                                           # crowded: keep the plain offset
+            text.set_position((4, 3))
+            text.set_horizontalalignment("left")
+            text.set_verticalalignment("bottom")
+        elif np.hypot(*best) > 20:
+            ax.annotate("", (xs[i], ys[i]), xytext=best, textcoords="offset points",
+                        arrowprops=dict(arrowstyle="-", color=colors[i], lw=0.6, shrinkA=0, shrinkB=3))
+        taken.append(text.get_window_extent(renderer).expanded(1.04, 1.1))
+        placed.append(text)
+    return placed
 
 
 def plot_reliability(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:

@@ -73,19 +73,19 @@ def select(configs: dict[str, Config], labels: list[str] | None) -> dict[str, Co
     return {label: configs[label] for label in labels}
 
 
-# What the papers report for each headline model on CIFAR-100-LT at IF = 100 (overall top-1, %), with where it
-# is from (algorithms.md). They say which way each method moved there; they are not numbers to match here.
-REPORTED_C100 = {
-    "01 CE, no WD": (40.0, "WB demo notebook"),
-    "01 CE, WD": (47.9, "WB demo notebook"),
-    "02 WB (WD + stage 2)": (53.1, "WB demo notebook, MaxNorm per epoch"),
-    "03 SGD": (47.6, "ImbSAM README, PyTorch"),
-    "03 SAM": (48.9, "ImbSAM README, PyTorch"),
-    "03 ImbSAM": (51.1, "ImbSAM README, PyTorch"),
-    "04 CE + mixup": (40.01, "CC-SAM poster"),
-    "04 CC-SAM stages 1 + 2": (50.83, "CC-SAM poster"),
-    "05 CE": (38.6, "CMO paper"),
-    "05 LDAM-DRW": (42.04, "CC-SAM poster"),
-    "05 CE + CMO": (43.9, "CMO paper"),
-    "05 BS + CMO": (46.6, "CMO paper"),
+# Each headline model's reported counterpart on CIFAR-100-LT at IF = 100 (a key of ltlib.papers.REPORTED): it says
+# which way each method moved there; it is not a number to match here.
+REPORTED_KEYS = {
+    "01 CE, no WD": "wb/stage1-no-wd",
+    "01 CE, WD": "wb/stage1-wd",
+    "02 WB (WD + stage 2)": "wb/stage2",
+    "03 SGD": "imbsam/sgd",
+    "03 SAM": "imbsam/sam",
+    "03 ImbSAM": "imbsam/imbsam",
+    "04 CE + mixup": "ccsam/mixup",
+    "04 CC-SAM stages 1 + 2": "ccsam/ccsam",
+    "05 CE": "cmo/ce",
+    "05 LDAM-DRW": "ccsam/ldam-drw",
+    "05 CE + CMO": "cmo/ce-cmo",
+    "05 BS + CMO": "cmo/bs-cmo",
 }

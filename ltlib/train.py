@@ -10,12 +10,12 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm  # the text bar: works in JupyterLab, papermill output and terminals
 
 from .data.loader import DeviceLoader
 from .data.mixing import primary_labels
 from .errors import TrainingDivergedError
 from .optim.step import LossFn, StepStrategy
+from .progress import Progress, duration
 
 EvalFn = Callable[[nn.Module, int], dict]
 EpochEndFn = Callable[[int, dict], None]
@@ -66,6 +66,16 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss
     }
 
 
+def _summary(desc: str, start_epoch: int, epochs: int, history: list[dict]) -> str:
+    """What a finished training leaves in the output: its epochs, time and last loss and test accuracy."""
+    if not history:
+        return f"{desc}: nothing left to train"
+    last = history[-1]
+    end = ", ".join(f"{k} {last[k]:.3g}" for k in ("loss", "test_overall") if k in last)
+    seconds = sum(r["train_time_s"] for r in history)
+    return f"{desc}: epochs {start_epoch + 1}-{epochs} trained in {duration(seconds)}" + (f" ({end})" if end else "")
+
+
 def fit(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss_fn: LossFn, schedule, *,
         epochs: int, start_epoch: int = 0, evaluate: EvalFn | None = None, eval_every: int = 1,
         on_epoch_end: EpochEndFn | None = None, progress: bool = True, desc: str = "train") -> list[dict]:
@@ -76,16 +86,15 @@ def fit(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss_fn: Los
     experiment layer writes its checkpoint there).
     """
     history = []
-    bar = tqdm(range(start_epoch, epochs), desc=desc, initial=start_epoch, total=epochs,
-               disable=not progress, dynamic_ncols=True, leave=True)
-    for epoch in bar:
-        record = train_epoch(model, loader, step, loss_fn, schedule, epoch)
-        if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
-            record.update(evaluate(model, epoch))
-        history.append(record)
-        bar.set_postfix({k: round(v, 3) for k, v in record.items()
-                         if k in ("loss", "train_acc", "val_overall", "test_overall")})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, record)
-    bar.close()
+    with Progress(epochs, desc, "epochs", initial=start_epoch, enabled=progress) as bar:
+        for epoch in range(start_epoch, epochs):
+            record = train_epoch(model, loader, step, loss_fn, schedule, epoch)
+            if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+                record.update(evaluate(model, epoch))
+            history.append(record)
+            shown = {k: record[k] for k in ("loss", "train_acc", "val_overall", "test_overall") if k in record}
+            bar.update(1, ", ".join(f"{k} {v:.3g}" for k, v in shown.items()))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
+        bar.close(_summary(desc, start_epoch, epochs, history))
     return history

@@ -1,20 +1,23 @@
 """Run the notebook series headless, in order, and time it: ``make tutorial`` (``python -m ltlib.tutorial``).
 
-By default it is the short path: notebooks 01-06 on seed 0 with ``extras=False`` (their sweeps and ablations
-skipped), then notebook 07 with its headline rows on ``--seeds`` seeds (training the missing ones). ``--full``
-runs every notebook with its own defaults (every model on seeds 0-2, sweeps and ablations included).
-Each executed notebook, its HTML and ``timings.json`` (also kept as ``timings-<start time>.json``) are
-written to ``exp/tutorial/``.
+By default it is the short path: notebooks 01-06 on seed 0 with ``extras=False`` (their sweeps skipped), then
+notebook 07 with its headline rows on ``--seeds`` seeds (training the missing ones). ``--full`` is the long path:
+every notebook with its own defaults (every model on seeds 0-2, sweeps and ablations included); when it ends, the
+results file each notebook saved is published to ``exp/summaries/longpath/`` (:func:`ltlib.longpath.publish`),
+the copies that are committed and that the short path shows beside the reader's numbers.
+Each executed notebook, its HTML and ``timings.json`` (also kept as ``timings-<start time>.json``, with each
+notebook's count of stream outputs) are written to ``exp/tutorial/``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-from . import io
+from . import io, longpath
 from .env import available_cpus, cpu_model, git_commit
 from .experiment import default_exp_dir
 
@@ -84,15 +87,25 @@ def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fa
         print(f"== {nb.name}: {params}", flush=True)
         t0 = time.perf_counter()
         papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name="python3",
-                                   progress_bar=True)
+                                   progress_bar=True, store_widget_state=False)
         html, _ = HTMLExporter().from_filename(str(out))
         io.write_text(out.with_suffix(".html"), html)
         seconds = time.perf_counter() - t0
-        timings["notebooks"][nb.name] = {"seconds": round(seconds, 1), "parameters": params}
+        timings["notebooks"][nb.name] = {"seconds": round(seconds, 1), "parameters": params,
+                                         "stream_outputs": stream_outputs(out)}
         timings["seconds"] = round(time.perf_counter() - start, 1)
         save_timings(out_dir, timings)     # after each notebook: a failed series keeps its times
         print(f"== {nb.name}: {seconds / 60:.1f} min", flush=True)
+    if full and only is None:
+        for path in longpath.publish([nb.name[:2] for nb in chosen], dataset, profile):
+            print(f"published {path}", flush=True)
     return timings
+
+
+def stream_outputs(notebook: str | Path) -> int:
+    """How many stream outputs (stdout / stderr blocks) an executed notebook holds."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    return sum(o["output_type"] == "stream" for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,14 @@
 # **What you will learn**
 # - τ-normalisation, $w_c \leftarrow w_c / \lVert w_c\rVert^{\tau}$, and how to choose τ without looking at the test set;
 # - weight balancing's second stage exactly as its code runs it: a class-balanced *binary* cross-entropy on
-#   the softmax, weight decay 0.1, and MaxNorm by projected gradient descent, projected after every step
+#   the softmax, `weight_decay=0.1`, and MaxNorm by projected gradient descent, projected after every step
 #   (the paper) or after every epoch (the released demo);
 # - whether MaxNorm actually binds: the fraction of rows it clips at each projection;
 # - what each repair does to the per-class weight norms.
 # 
-# The stage-1 models are notebook 01's (loaded from `exp/`, or trained if missing). In the `quick` profile
-# this notebook adds about 3 minutes on a 2-core CPU when notebook 01 has run. `make tutorial` runs it on seed 0 only (the README gives each notebook's time); `make tutorial FULL=1` runs it as it stands.
+# The stage-1 models are notebook 01's (loaded from `exp/`, or trained if missing); stage 2 trains only the
+# classifier, so this notebook is quick once notebook 01 has run. `make tutorial` runs it on seed 0;
+# `make tutorial FULL=1` on seeds 0–2. Every result in the text is rendered from the runs above it.
 
 # In[ ]:
 
@@ -44,17 +45,21 @@ import pandas as pd
 from IPython.display import display
 
 import ltlib.plots as lp
+from ltlib import findings as F
+from ltlib import longpath
 from ltlib.config import make_config
 from ltlib.experiment import load_data
 from ltlib.jobs import run_grid
-from ltlib.notebook import describe, resolve_profile, setup
-from ltlib.results import caption, display_table, paired_differences, summarize
+from ltlib.notebook import describe, finish, resolve_profile, setup
+from ltlib.papers import reference_column, sources
+from ltlib.results import caption, display_table, per_class, summarize
 from ltlib.stage2 import best_tau, make_stage2, tau_result, tau_sweep
 
 profile = resolve_profile(profile)
 dev = setup(device)
 stage1 = make_config(profile, stage1_recipe, dataset, imbalance_factor=imbalance_factor)
 data = load_data(stage1)
+results = longpath.NotebookResults("02", dataset, profile)
 print(describe(stage1.replace(weight_decay=stage1_weight_decay)))
 
 
@@ -78,12 +83,12 @@ print(caption(with_wd))
 # ## 2. L2- and τ-normalisation: rescale the rows, keep everything else
 # 
 # The classifier scores class $c$ with $w_c^\top z + b_c$. Dividing each row by $\lVert w_c\rVert^{\tau}$
-# shrinks large rows more than small ones: τ = 0 leaves the model as trained, τ = 1 gives unit rows
+# shrinks large rows more than small ones: $\tau = 0$ leaves the model as trained, $\tau = 1$ gives unit rows
 # (L2-normalisation). The bias is left as it is, as in weight balancing's code. The features are computed
 # once, so a sweep over 21 values of τ costs seconds.
 # 
-# The demo uses τ = 1.9, tuned for CIFAR-100-LT. Here τ is chosen per model on the **validation split**
-# (100 images per class from training images the long-tailed subset left unused, never the test set).
+# The demo uses $\tau = 1.9$, tuned for CIFAR-100-LT. Here τ is chosen per model on the **validation split**
+# (images the long-tailed subset left unused, `val_per_class` per class; never the test set).
 
 # In[ ]:
 
@@ -101,13 +106,14 @@ plt.show()
 # 
 # The backbone is frozen and only the classifier (weight and bias) is retrained for 10 epochs with:
 # - the class-balanced loss *as its code computes it*: a binary cross-entropy on the softmax probabilities,
-#   each sample weighted by its class's effective-number weight (β = 0.9999), averaged over batch × classes;
-# - SGD, lr 0.01, momentum 0.9, cosine stepped before each epoch, **weight decay 0.1**;
+#   each sample weighted by its class's effective-number weight ($\beta = 0.9999$), averaged over batch × classes;
+# - SGD, `lr=0.01`, `momentum=0.9`, cosine stepped before each epoch, **`weight_decay=0.1`**;
 # - **MaxNorm**: after a step, every row whose norm exceeds $\delta = \min_c r_c + 0.1\,(\max_c r_c - \min_c r_c)$
 #   of the *starting* row norms is scaled back to δ; the bias is never constrained.
 # 
 # The paper projects after every iteration; the released demo after every epoch. We run both.
 # `stage2_bn` says whether BatchNorm keeps updating its running statistics (the demo's behaviour) or not.
+# cRT retrains the classifier with plain cross-entropy on class-balanced batches instead.
 
 # In[ ]:
 
@@ -120,13 +126,14 @@ stage2 = run_grid({
                                                         maxnorm_every="epoch", bn=stage2_bn),
     "cRT (CE, class-balanced sampler)": make_stage2(base, "crt", bn=stage2_bn),
 }, seeds, device=dev)
-print(f"stage 2: {stage2['WB stage 2, MaxNorm per iteration'][0].config.epochs} epochs, BN {stage2_bn}")
+wb_iter, wb_epoch, crt = stage2
+print(f"stage 2: {stage2[wb_iter][0].config.epochs} epochs, BN {stage2_bn}")
 
 
 # ### Does MaxNorm bind?
 # 
-# A constraint that never clips does nothing. Each point is one projection: the fraction of the 10 rows
-# that were longer than δ and got scaled back.
+# A constraint that never clips does nothing. Each point is one projection: the fraction of the classifier's
+# rows that were longer than δ and got scaled back.
 
 # In[ ]:
 
@@ -134,21 +141,27 @@ print(f"stage 2: {stage2['WB stage 2, MaxNorm per iteration'][0].config.epochs} 
 fig = lp.plot_clip_fractions({k: v for k, v in stage2.items() if "MaxNorm" in k})
 lp.save_figure(fig, f"02_maxnorm_clip_fractions_{profile}")
 plt.show()
-for label, runs in stage2.items():
-    if "MaxNorm" in label:
-        fr = [np.asarray(r.metrics["clip_fractions"]) for r in runs]
-        delta = np.mean([r.history["maxnorm_delta"].iloc[0] for r in runs])
-        print(f"{label}: {len(fr[0])} projections per run, delta {delta:.3f}; rows clipped: first projection "
-              f"{np.mean([f[0] for f in fr]):.2f}, mean {np.mean([f.mean() for f in fr]):.3f}, "
-              f"last {np.mean([f[-1] for f in fr]):.2f} (means over seeds)")
+clipping = {}
+for label in (wb_iter, wb_epoch):
+    fractions = [np.asarray(r.metrics["clip_fractions"]) for r in stage2[label]]
+    final = np.array([r.metrics["classifier_norms"] for r in stage2[label]])
+    clipping[label] = {
+        "projections per run": len(fractions[0]),
+        "delta": np.mean([r.history["maxnorm_delta"].iloc[0] for r in stage2[label]]),
+        "clipped at the first projection": np.mean([f[0] for f in fractions]),
+        "clipped, mean over all projections": np.mean([f.mean() for f in fractions]),
+        "projections after the first that clip": np.mean([(f[1:] > 0).mean() for f in fractions]),
+        "final row norm, max / min": np.mean(final.max(1) / final.min(1)),
+    }
+clipping = pd.DataFrame(clipping).T
+display(clipping.round(3))
 
 
 # ## 4. Every repair side by side
 # 
 # Last-epoch test accuracy in %, mean ± std over seeds, strict groups. The last column is what weight
-# balancing's demo notebook **reports** for CIFAR-100-LT at IF = 100 (its ResNet-34 variant, 320 + 10 epochs,
-# flip test-time augmentation, best epoch chosen on the test set): a reference for the direction of each
-# step, not a number to match.
+# balancing's demo notebook **reports** for CIFAR-100-LT at IF = 100 (from `ltlib.papers`; source below): a
+# reference for the direction of each step, not a number to match.
 
 # In[ ]:
 
@@ -161,23 +174,28 @@ rows = {
     "+ τ-norm, τ = 1.9 (the demo's)": [tau_result(r, s, 1.9) for r, s in zip(with_wd, sweeps)],
     **stage2,
 }
-reported = {"stage 1, no WD": 40.0, f"stage 1, WD {stage1_weight_decay:g}": 47.9, "+ L2-norm (τ = 1)": 51.0,
-            "+ τ-norm, τ = 1.9 (the demo's)": 52.6, "WB stage 2, MaxNorm per epoch (demo)": 53.1}
-table = display_table(summarize(rows))
-table["reported, CIFAR-100-LT (demo)"] = [f"{reported[k]:.1f}" if k in reported else "" for k in table.index]
+reported_keys = {"stage 1, no WD": "wb/stage1-no-wd", f"stage 1, WD {stage1_weight_decay:g}": "wb/stage1-wd",
+                 "+ L2-norm (τ = 1)": "wb/l2-norm", "+ τ-norm, τ = 1.9 (the demo's)": "wb/tau-norm",
+                 "WB stage 2, MaxNorm per epoch (demo)": "wb/stage2"}
+summary = summarize(rows)
+table = display_table(summary)
+table["reported, CIFAR-100-LT (demo)"] = reference_column(reported_keys, table.index)
+results.add_runs("repairs", rows)
 print(caption(with_wd))
 display(table)
+F.show("Reported numbers:", sources(reported_keys.values()))
 
 
-# Paired by seed against the weight-decay model (percentage points; the last column says whether the sign
-# holds in every seed):
+# Each repair against the weight-decay model it starts from, paired by seed (`ltlib.findings`: one seed gives
+# no verdict; several seeds give a sign count and a 95 % t-interval):
 
 # In[ ]:
 
 
-pairs = {label: paired_differences(with_wd, runs).loc[["overall", "few"]]
-         for label, runs in rows.items() if label not in ("stage 1, no WD", f"stage 1, WD {stage1_weight_decay:g}")}
-display(pd.concat(pairs).round(1))
+start = f"stage 1, WD {stage1_weight_decay:g}"
+against_start = [F.compare(start, with_wd, label, rows[label], m)
+                 for label in rows if label not in ("stage 1, no WD", start) for m in ("overall", "few")]
+display(F.findings_table(against_start))
 
 
 # ## 5. What each repair does to the per-class norms
@@ -188,57 +206,98 @@ display(pd.concat(pairs).round(1))
 fig = lp.plot_classifier_norms({
     f"stage 1, WD {stage1_weight_decay:g}": with_wd,
     "+ τ-norm (τ on validation)": rows["+ τ-norm, τ chosen on validation"],
-    "WB stage 2 (per iteration)": stage2["WB stage 2, MaxNorm per iteration"],
-    "cRT": stage2["cRT (CE, class-balanced sampler)"],
+    "WB stage 2 (per iteration)": stage2[wb_iter],
+    "cRT": stage2[crt],
 })
 lp.save_figure(fig, f"02_classifier_norms_{profile}")
 plt.show()
 
 
-# ## 6. What the data shows
+# ## 6. What this run shows
 # 
-# **What we measured when we ran this notebook** (quick profile: Fashion-MNIST-LT IF = 100, 2,478 images,
-# ResNet-32 width 0.5; stage 1 = notebook 01's `wb` model with weight decay 5e-3, 30 epochs; stage 2 =
-# 10 epochs at batch 128, BN in train mode as in the demo; fp32; seeds 0–2; 2-core AMD EPYC CPU). Last-epoch
-# test accuracy, mean ± std:
+# Rendered from the tables above. Two rules besides the paired-seed rule: a classifier's rows count as
+# *nearly equal* when the head / tail norm ratio lies between `0.9` and `1.1`, and MaxNorm *binds* after its first
+# projection when any later projection clips a row.
+
+# In[ ]:
+
+
+def finding(label, metric, against=start):
+    return F.compare(against, rows[against], label, rows[label], metric)
+
+
+ratio = np.mean([r.metrics["classifier_norms"][0] / r.metrics["classifier_norms"][-1] for r in with_wd])
+gain = per_class(stage2[wb_iter]).mean(0) - per_class(with_wd).mean(0)
+up, down = int(np.argmax(gain)), int(np.argmin(gain))
+clip = clipping.loc[wb_iter]
+binds = clip["projections after the first that clip"] > 0
+F.show(
+    f"**Your run:** {caption(with_wd)}.",
+    F.bullets([
+        f"**The stage-1 model's rows** have a head / tail norm ratio of {ratio:.2f} (mean over seeds): "
+        + ("nearly equal, so τ has little to undo." if abs(ratio - 1) <= 0.1 else "unequal, so τ has something to undo."),
+        f"**τ chosen on validation:** {', '.join(f'{t:g}' for t in chosen)} (seed{'s' * (len(chosen) > 1)} "
+        f"{', '.join(map(str, seeds))}). " + finding("+ τ-norm, τ chosen on validation", "overall").sentence(),
+        finding("+ τ-norm, τ = 1.9 (the demo's)", "overall").sentence(),
+        finding(wb_iter, "overall").sentence(),
+        finding(wb_iter, "few").sentence()
+        + f" The class that gains most is {data.classes[up]} ({F.signed(gain[up])} points, mean over seeds), the one "
+          f"that loses most {data.classes[down]} ({F.signed(gain[down])}).",
+        f"**MaxNorm** (per iteration): δ = {clip['delta']:.3f}; the first projection clips "
+        f"{clip['clipped at the first projection']:.0%} of the rows, and "
+        f"{clip['projections after the first that clip']:.1%} of the later projections clip any row "
+        f"({clip['clipped, mean over all projections']:.1%} of the rows over all "
+        f"{clip['projections per run']:.0f} projections). "
+        + ("After the first projection it does not bind: the weight decay keeps the rows below δ. "
+           if not binds else "It keeps binding after the first projection. ")
+        + f"The rows end with a max / min norm ratio of {clip['final row norm, max / min']:.2f}.",
+        finding(wb_epoch, "overall", against=wb_iter).sentence("**Per epoch against per iteration**, overall accuracy"),
+        finding(crt, "overall").sentence(),
+        finding(crt, "few").sentence(),
+        finding(crt, "overall", against=wb_iter).sentence(f"**cRT** against **{wb_iter}**, overall accuracy"),
+    ]),
+    f"Verdict rule: {F.RULE}.",
+)
+
+
+# ## 7. What the long path measured
 # 
-# | model | overall | many | medium | few |
-# |---|---|---|---|---|
-# | stage 1, WD 5e-3 | 64.7 ± 1.6 | 81.5 ± 1.4 | 57.1 ± 0.2 | 34.1 ± 9.9 |
-# | + τ-norm, τ chosen on validation | 64.5 ± 1.7 | 81.3 ± 1.3 | 56.7 ± 0.5 | 33.9 ± 7.3 |
-# | WB stage 2, MaxNorm per iteration | 69.5 ± 0.6 | 82.9 ± 1.3 | 58.7 ± 0.8 | 52.2 ± 7.0 |
-# | WB stage 2, MaxNorm per epoch (demo) | 69.8 ± 0.8 | 82.9 ± 1.2 | 58.8 ± 1.0 | 53.5 ± 7.9 |
-# | cRT | **70.0 ± 1.0** | 77.9 ± 1.8 | 60.1 ± 1.4 | **65.0 ± 7.0** |
-# 
-# - **Rescaling the rows does nothing for this model.** Its rows are already nearly balanced (head / tail
-#   ratio 1.2, notebook 01), so there is nothing for τ to undo: the validation split picks τ = 0.6, 1.3 and 0.1
-#   for the three seeds, and the test accuracy moves by −0.2 to −0.3 points. The demo's τ = 1.9 costs 0.7–3.4
-#   points overall. τ-normalisation repairs *unequal* norms; on a model with equal norms it is a no-op at best.
-# - **Retraining the classifier helps, in every seed.** Weight balancing's second stage lifts overall accuracy
-#   by 3.6–5.7 points and few-shot accuracy by 13–23 points (Bag 50 → 70 %, Ankle boot 18 → 35 %), paid for
-#   by T-shirt and Pullover (−5 to −8 points).
-# - **MaxNorm barely binds.** Its radius δ = min + 0.1·(max − min) of the starting norms is about 1.15. The
-#   first projection clips most rows (83 % per iteration, 63 % per epoch, averaged over seeds); after that
-#   weight decay 0.1 keeps every row below δ, and the clip fraction is 0 for the rest of training (mean over
-#   all 200 projections: 0.4 %). The rows end at about 0.49, **all equal**: it is the large weight decay, not
-#   the constraint, that balances them. This is also why per-iteration and per-epoch projection give the same
-#   accuracy here (paired: per epoch +0.1 / +0.5 / +0.3 overall), and a likely reason why a user of the
-#   original code reported that MaxNorm "doesn't seem to be working".
-# - **cRT does better still** on this data: +4.4 to +6.6 overall and +29 to +35 few-shot in every seed, with a
-#   class-balanced sampler and plain cross-entropy, at a larger cost to the head (many −3.6 points).
-# 
-# Caveats: 3 seeds, one data set, a small network; the stage-1 model is undertrained at this scale (notebook
-# 01), which leaves a lot for any classifier retraining to fix. The CIFAR-100-LT column is reported by the
-# demo for a different network, schedule and protocol.
-# 
+# The same repairs on seeds 0–2, as `make tutorial FULL=1` ran them, from the committed results file.
+
+# In[ ]:
+
+
+committed = longpath.load("02", dataset, profile)
+if committed is None:
+    print(f"no long-path results are committed for {dataset} in the {profile!r} profile")
+else:
+    long_rows = longpath.results(committed, "repairs")
+    F.show(f"**Long path:** {longpath.provenance(committed)}.")
+    display(display_table(summarize(long_rows)))
+    F.show(F.bullets([F.compare(start, long_rows[start], label, long_rows[label], m).sentence()
+                      for label in (wb_iter, crt, "+ τ-norm, τ chosen on validation") if label in long_rows
+                      and start in long_rows for m in ("overall", "few")]))
+
+
 # ## Summary and what comes next
 # 
-# - τ- and L2-normalisation fix classifiers whose rows have *unequal* norms; notebook 01's weight-decay
-#   model has nearly equal ones, and rescaling it changed nothing.
-# - Retraining only the classifier (weight balancing's CB loss + WD 0.1 + MaxNorm, or cRT) lifted few-shot
-#   accuracy by 13–35 points in every seed, at a small cost to the head.
-# - In weight balancing's second stage the large weight decay equalises the rows; MaxNorm clips only at the
-#   first projection.
+# - τ- and L2-normalisation fix classifiers whose rows have *unequal* norms; whether notebook 01's model has
+#   such rows, and what rescaling them did, is in section 6.
+# - Retraining only the classifier (weight balancing's CB loss + `weight_decay=0.1` + MaxNorm, or cRT) changes the
+#   few-shot classes most: read the paired findings, and the classes that pay for it.
+# - Whether MaxNorm does the work, or the large weight decay does, shows in its clip fractions: a constraint
+#   that stops clipping after its first projection is not what balances the rows.
+# 
+# **Try this**
+# - `-p maxnorm_thresh 0.5`: a looser MaxNorm radius. Does it still clip after the first projection?
+# - `-p stage2_bn frozen`: freeze BatchNorm's statistics in stage 2 and compare the paired findings.
+# - `-p stage1_recipe ce`: repair a model trained at lr 0.1. Compare its head / tail norm ratio with the `wb` model's first.
 # 
 # Notebook 03 changes the optimiser instead of the classifier: sharpness-aware minimisation (SAM, ASAM,
 # ImbSAM) in the first stage.
+
+# In[ ]:
+
+
+results.save()
+finish()

@@ -25,11 +25,10 @@
 # number below is reproducible, and each model's analysis is cached beside its run in `exp/`.
 # 
 # The models come from `exp/`: whatever notebooks 01–05 trained is loaded, anything missing is trained here at the
-# chosen profile (in the `quick` profile: 18 stage-1 runs of 75–90 s each, as timed in notebooks 01–05, and two
-# short stage-2 runs). With every model cached, the analysis took
-# 11 min 44 s in the `quick` profile on a 2-core CPU (25–38 s per model); a rerun reuses the cached analyses and
-# takes about 2 minutes (the 2-D slices and the extra noise checks are recomputed). `make tutorial` runs it on
-# seed 0 only and with the filter-scaled Hessian only (`extras=False`); `make tutorial FULL=1` runs it as it stands.
+# chosen profile. Each model's analysis is cached beside its run, so a rerun only recomputes the 2-D slices and the
+# extra noise checks; section 8 says how long each analysis took. `make tutorial` runs this notebook on seed 0 with
+# the filter-scaled Hessian only (`extras=False`); `make tutorial FULL=1` runs it on seeds 0–2 with both Hessian
+# scales. Every result in the text is rendered from the analyses above it.
 
 # In[ ]:
 
@@ -65,9 +64,11 @@ from IPython.display import display
 
 import ltlib.plots as lp
 import ltlib.sharpness as S
+from ltlib import findings as F
+from ltlib import longpath
 from ltlib.experiment import run, run_seeds
 from ltlib.jobs import run_grid
-from ltlib.notebook import resolve_profile, setup
+from ltlib.notebook import finish, resolve_profile, setup
 from ltlib.results import caption
 from ltlib.series import default_models, select, series_configs
 
@@ -79,6 +80,7 @@ catalogue = series_configs(profile, dataset, imbalance_factor)
 configs = select(catalogue, models or default_models(profile))
 select(catalogue, contrast + ascent_models)      # a clear error for an unknown label
 sigma = settings.report_sigma
+record = longpath.NotebookResults("06", dataset, profile)
 print(settings)
 
 
@@ -110,12 +112,10 @@ print(caption(list(runs.values())[:1]))
 # In[ ]:
 
 
-results = S.analyse_runs(runs, settings, ascent_eta={label: imbsam_eta for label in ascent_models if label in runs},
+analyses = S.analyse_runs(runs, settings, ascent_eta={label: imbsam_eta for label in ascent_models if label in runs},
                           progress=True)
-for probe in dict.fromkeys(res.probe for res in results.values()):
+for probe in dict.fromkeys(res.probe for res in analyses.values()):
     print("probe:", probe)
-print(f"seconds each model's analysis took when it ran (a cached one is loaded, not rerun): "
-      + ", ".join(f"{label} {res.seconds:.0f}" for label, res in results.items()))
 
 
 # ## 3. The poster's protocol: five random perturbations
@@ -129,7 +129,7 @@ print(f"seconds each model's analysis took when it ran (a cached one is loaded, 
 # In[ ]:
 
 
-spreads = {label: res.spread for label, res in results.items()}
+spreads = {label: res.spread for label, res in analyses.items()}
 fig = lp.plot_loss_draws(spreads, sigma)
 lp.save_figure(fig, f"06_loss_draws_{profile}")
 plt.show()
@@ -155,7 +155,7 @@ display(summary.unstack("scope").round(3))
 
 
 for scale, name in (("none", "raw"), ("filter", "filter-scaled")):
-    hessians = {label: res.hessian[res.hessian["scale"] == scale] for label, res in results.items()}
+    hessians = {label: res.hessian[res.hessian["scale"] == scale] for label, res in analyses.items()}
     if not any(len(h) for h in hessians.values()):
         continue
     fig = lp.plot_group_curvature(hessians)
@@ -173,18 +173,20 @@ for scale, name in (("none", "raw"), ("filter", "filter-scaled")):
 # The loss along one filter-normalised random direction through each trained model ($\alpha = 0$), for the whole
 # probe and for the few-shot classes. For the SAM-family models of notebook 03, also along the direction SAM climbs
 # (the gradient of the probe loss) and the one ImbSAM climbs (the gradient of the tail classes' loss only), each
-# filter-normalised so the axes compare.
+# filter-normalised. Along a gradient the loss rises far faster than along a random direction, so those two
+# landscapes are drawn on the scale of SAM's own step: the x axis counts steps of norm $\rho$
+# (`settings.ascent_rho`), out to `settings.ascent_steps` of them on each side.
 
 # In[ ]:
 
 
-fig = lp.plot_landscapes_1d({label: res.landscape for label, res in results.items()}, direction="random")
+fig = lp.plot_landscapes_1d({label: res.landscape for label, res in analyses.items()}, direction="random")
 lp.save_figure(fig, f"06_landscape_1d_{profile}")
 plt.show()
-shown = [label for label in ascent_models if label in results]
+shown = [label for label in ascent_models if label in analyses]
 if shown:
     for direction in ("SAM ascent", "ImbSAM ascent"):
-        fig = lp.plot_landscapes_1d({label: results[label].landscape for label in shown}, direction=direction)
+        fig = lp.plot_landscapes_1d({label: analyses[label].landscape for label in shown}, direction=direction)
         lp.save_figure(fig, f"06_landscape_{direction.split()[0].lower()}_{profile}")
         plt.show()
 
@@ -216,7 +218,7 @@ plt.show()
 # In[ ]:
 
 
-table = S.sharpness_table(results, runs, sigma)
+table = S.sharpness_table(analyses, runs, sigma)
 display(table.round(3))
 display(pd.concat([S.rank_correlations(table, "test few"), S.rank_correlations(table, "test overall")], axis=1).round(2))
 fig = lp.plot_sharpness_vs_accuracy(table, "Δloss", "test few")
@@ -253,46 +255,111 @@ display(per_seed[["test overall", "test few", *[m for m in measures if m in per_
 display(S.sharper_count(per_seed, contrast[0], contrast[1], [m for m in measures if m in per_seed]).round(3))
 
 
-# ## Findings (quick profile, Fashion-MNIST-LT, IF = 100, 2-core CPU)
+# ## 8. What these analyses show
 # 
-# Measured with this notebook's defaults: every model at seed 0, the contrast pair at seeds 0–2, 30-epoch
-# models, probe = 676 training images, σ = 0.05 for the tables; 2-core AMD EPYC CPU.
+# Rendered from the tables above. The rules: a model's tail loss is *sharper than its head's* when its
+# filter-scaled top eigenvalue of the few-shot loss exceeds that of the many-shot loss (λ~ few > λ~ many); two
+# groups of models are *separated* by a measure when the measure's ranges over the two groups do not overlap; the
+# contrast pair is compared seed by seed, and with one seed there is no verdict.
+
+# In[ ]:
+
+
+lr = pd.Series({label: catalogue[label].model_config.lr for label in runs})
+recipes = {f"lr {v:g}": lr.index[lr == v].tolist() for v in sorted(lr.unique())}
+ranges = []
+for measure in [m for m in ("λ", "λ~") if m in table]:
+    spans = {name: (table.loc[members, measure].min(), table.loc[members, measure].max())
+             for name, members in recipes.items()}
+    text = "; ".join(f"the {name} models {lo:.3g} to {hi:.3g}" for name, (lo, hi) in spans.items())
+    bounds = sorted(spans.values())
+    apart = len(bounds) > 1 and all(a[1] < b[0] for a, b in zip(bounds, bounds[1:]))
+    ranges.append(f"**{'raw' if measure == 'λ' else 'filter-scaled'} top eigenvalue ({measure}):** {text}: the "
+                  f"recipes' ranges {'do not overlap' if apart else 'overlap'}.")
+tail_sharper = [label for label in table.index if table.loc[label, "λ~ few"] > table.loc[label, "λ~ many"]]
+exceptions = [f"{label} ({table.loc[label, 'λ~ few']:.3g} against {table.loc[label, 'λ~ many']:.3g})"
+              for label in table.index if label not in tail_sharper]
+trio = [label for label in ("03 SGD", "03 SAM", "03 ASAM", "03 ImbSAM") if label in table.index]
+sam_rows = [f"{label}: λ~ {table.loc[label, 'λ~']:.3g}, Δloss {table.loc[label, 'Δloss']:.3f}, test overall "
+            f"{table.loc[label, 'test overall']:.1f} %, few {table.loc[label, 'test few']:.1f} %" for label in trio]
+negative = {label: h for label, res in analyses.items()
+            if len(h := res.hessian[res.hessian["top_eigenvalue"] < 0])}
+correlations = pd.concat([S.rank_correlations(table, "test few"), S.rank_correlations(table, "test overall")], axis=1)
+hessian_measures = [m for m in correlations.index if m.startswith(("λ", "tr"))]
+random_measures = [m for m in correlations.index if m.startswith(("Δloss", "spread"))]
+seconds = [res.seconds for res in analyses.values()]
+F.show(
+    f"**Your run:** {len(runs)} models, {caption(list(runs.values())[:1])}; σ = {sigma:g} in the tables.",
+    F.bullets([
+        *ranges,
+        f"**Tail against head** (λ~ few > λ~ many): the tail's loss is the sharper one in "
+        f"{F.count_text(len(tail_sharper), len(table), 'models')}"
+        + (f"; the exceptions: {'; '.join(exceptions)}." if exceptions else "."),
+        *(["**SGD and the SAM family** (same recipe): " + "; ".join(sam_rows) + "."] if trio else []),
+        (f"**Negative top eigenvalues** in {', '.join(negative)}: power iteration returns the eigenvalue of largest "
+         "magnitude, so a negative one means that along some direction the probe loss curves *downward* more "
+         "strongly than it curves upward anywhere. The model does not sit in a minimum of that loss: it was trained "
+         "on another one (LDAM's margins, Balanced Softmax's prior shift, a re-weighted or mixed loss), not on plain "
+         "CE of its predicted logits." if negative else ""),
+        f"**Sharpness and accuracy** over these {len(table)} models (Spearman): the curvature measures correlate "
+        f"with few-shot accuracy between {correlations.loc[hessian_measures, correlations.columns[0]].min():.2f} and "
+        f"{correlations.loc[hessian_measures, correlations.columns[0]].max():.2f}, the random-perturbation measures "
+        f"between {correlations.loc[random_measures, correlations.columns[0]].min():.2f} and "
+        f"{correlations.loc[random_measures, correlations.columns[0]].max():.2f}. One seed and a handful of recipes: "
+        "a description of these models, not a law.",
+        f"**Cost:** one model's analysis took {min(seconds):.0f} to {max(seconds):.0f} s when it ran (a cached one is "
+        "loaded, not rerun).",
+    ]),
+)
+
+
+# **LDAM-DRW against CE, measure by measure**, paired by seed (the second model of `contrast` against the
+# first; `ltlib.findings`: with one seed, no verdict):
+
+# In[ ]:
+
+
+contrast_findings = [F.from_values(contrast[0], per_seed.loc[contrast[0], m].to_dict(), contrast[1],
+                                   per_seed.loc[contrast[1], m].to_dict(), m, unit="")
+                     for m in measures if m in per_seed]
+display(F.findings_table(contrast_findings))
+F.show(F.bullets([f.sentence(f"**{f.metric}**, {contrast[1]} minus {contrast[0]}") for f in contrast_findings
+                  if f.metric in ("Δloss", "λ~", "Δloss (absolute noise)", "Δloss (training loss)")]),
+       f"Verdict rule: {F.RULE}. A positive difference means {contrast[1]} measures sharper.")
+for label, pairs in analysed.items():
+    record.add_values("contrast", per_seed.loc[label, [m for m in measures if m in per_seed]].stack()
+                      .rename_axis(["seed", "metric"]).reset_index(name="value").assign(label=label))
+record.add_values("models", table.stack().rename_axis(["label", "metric"]).reset_index(name="value")
+                  .assign(seed=seeds[0]))
+
+
+# ## 9. What the long path measured
 # 
-# 1. **The learning rate sets the sharpness more than the method does.** The lr 0.01 recipes of notebooks 01–03
-#    end in minima with raw λmax 186–1577 and filter-scaled λ~ 6–58. The lr 0.1 recipes of 04–05 end at 58–115 and
-#    1.3–6.3, except CC-SAM's two runs (λ~ 14 and 53).
-# 2. **SAM and ASAM do flatten the minimum, and cost accuracy.** Against SGD on the same recipe they give:
-#    - λmax 361 and 186, against 1577; λ~ 12.3 and 6.2, against 58.4;
-#    - a loss increase at σ = 0.05 of 0.091 and 0.073, against 0.210;
-#    - the lowest accuracy of the four: 60.2 and 56.5 overall against 62.8, few-shot 20.8 and 6.8 against 26.8.
-# 
-#    ImbSAM sits between them in sharpness (λmax 871, λ~ 19.8) and is the most accurate of the four (69.5 overall,
-#    60.5 few-shot).
-# 3. **The tail's loss is sharper than the head's** (Saddle-LongTail's observation) in 13 of the 16 models, by the
-#    filter-scaled top eigenvalue (λ~ few > λ~ many). The exceptions are the models that re-weight the tail most:
-#    - LDAM-DRW: 0.56 against 7.2;
-#    - BS + CMO: 0.92 against 1.95;
-#    - weight balancing's stage 2: equal, at 12.8.
-# 4. **Is LDAM-DRW sharper than CE? Not robustly: it depends on the loss measured and on how the noise is scaled.**
-#    - *CE on the predicted logits* (the measure that compares across methods): LDAM-DRW's loss moves **less**
-#      than CE's, with a mean loss increase of −0.005 against 0.273 at σ = 0.05.
-#    - *Plain N(0, 0.0316²) noise:* the loss increase is 0.023 against 0.974, and LDAM-DRW is the sharper one in
-#      none of the 3 seeds.
-#    - *Raw curvature:* λmax is 62 against 101 and the trace 122 against 311.
-#    - *Each model's own training loss* (LDAM's margins and scale with the final DRW weights): LDAM-DRW is the
-#      sharper one in 2 of 3 seeds, with a loss increase of 0.033–0.039 against 0.006–0.015 for CE seeds 1 and 2.
-#    - *The filter-scaled λ~ and tr~* are also higher for LDAM-DRW in 2 of 3 seeds.
-# 
-#    The loss increase can be negative for LDAM-DRW because training did not minimise CE on its cosine logits;
-#    random directions can lower that loss.
-# 5. **Seeds differ as much as methods.** Under the same perturbations, CE's seed 0 loses 0.80, and seeds 1 and 2
-#    lose 0.006 and 0.015. One medium class of seed 0 sits on a knife edge (the medium group's increase is 2.7).
-# 6. **Sharpness and accuracy.** Across the 16 models, the Hessian measures correlate negatively with accuracy
-#    (Spearman −0.29 to −0.70, with the few-shot or the overall accuracy). That is mostly the recipe: the lr 0.1
-#    models are both flatter and more accurate, while within notebook 03 the flatter models (SAM, ASAM) are the
-#    less accurate ones. The random-perturbation measures hardly correlate (−0.38 to 0.12).
-# 7. **Cost.** One model's analysis takes 25–38 s: both Hessian scales, each over four scopes, take most of it.
-#    With the models cached, the notebook ran in 11 min 44 s.
+# Every model with both Hessian scales, and the contrast pair on seeds 0–2, as `make tutorial FULL=1` ran them,
+# from the committed results file.
+
+# In[ ]:
+
+
+committed = longpath.load("06", dataset, profile)
+if committed is None:
+    print(f"no long-path results are committed for {dataset} in the {profile!r} profile")
+else:
+    F.show(f"**Long path:** {longpath.provenance(committed)}.")
+    models_table = committed[committed["table"] == "models"].pivot_table(index="label", columns="metric",
+                                                                         values="value", sort=False)
+    display(models_table.round(3))
+    sharper = int((models_table["λ~ few"] > models_table["λ~ many"]).sum())
+    pairs = committed[committed["table"] == "contrast"]
+    long_contrast = [F.from_values(contrast[0], longpath.values(committed, "contrast", contrast[0], m), contrast[1],
+                                   longpath.values(committed, "contrast", contrast[1], m), m, unit="")
+                     for m in dict.fromkeys(pairs["metric"]) if m in measures]
+    F.show(F.bullets([f"Tail against head (λ~ few > λ~ many): the tail's loss is the sharper one in "
+                      f"{F.count_text(sharper, len(models_table), 'models')}."]
+                     + [f.sentence(f"**{f.metric}**, {contrast[1]} minus {contrast[0]}") for f in long_contrast
+                        if f.metric in ("Δloss", "λ~", "Δloss (absolute noise)", "Δloss (training loss)")]))
+    display(F.findings_table(long_contrast))
+
 
 # ## Summary and what comes next
 # 
@@ -302,11 +369,21 @@ display(S.sharper_count(per_seed, contrast[0], contrast[1], [m for m in measures
 #   SAM / ImbSAM ascent directions). `analyse_run` runs them all and caches the result beside the run.
 # - Raw curvature and relative (filter-normalised) sharpness can rank models differently; compare raw eigenvalues
 #   only between models with similar weight norms, and say which loss and which noise a sharpness claim uses.
-# - On Fashion-MNIST-LT the training recipe (its learning rate) decides the sharpness far more than the long-tailed
-#   method; SAM-type training flattens the minimum without helping accuracy; the tail's loss is the sharper one in
-#   most models; and "LDAM-DRW is sharper than CE" holds or fails depending on the measure.
+# - Whether the recipe or the method sets the sharpness, whether the tail's loss is the sharper one, and whether
+#   "LDAM-DRW is sharper than CE" holds, depend on the measure: sections 8 and 9 say what they gave here.
+# 
+# **Try this**
+# - `-p report_sigma 0.1` (one of `sigmas`): a larger perturbation. Does the LDAM-DRW against CE verdict change?
+# - `-y "contrast: ['05 CE', '05 BS']"`: ask the poster's question of Balanced Softmax instead.
+# - `-p hessian_images 256`: more images per Hessian scope; how much do the eigenvalues move?
 # 
 # Notebook 07 gathers every result of the series into one table and figure. To run this notebook at paper scale
 # on a GPU: `papermill notebooks/06_sharpness.ipynb out.ipynb -p dataset cifar100_lt -p profile paper` (CIFAR-100
-# files in `~/.cache/ltlib/cifar-100-python` or `$LTLIB_CIFAR100_DIR`); the paper profile probes 500 images per
-# class and uses 1,000 images per Hessian scope.
+# files in `~/.cache/ltlib/cifar-100-python` or `$LTLIB_CIFAR100_DIR`); the paper profile probes more images per
+# class and uses more images per Hessian scope (`ltlib.sharpness.ANALYSIS_PROFILES`).
+
+# In[ ]:
+
+
+record.save()
+finish()

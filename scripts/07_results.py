@@ -18,7 +18,7 @@
 # 
 # Every model comes from `exp/` (trained by notebooks 01–06; anything missing is trained here at the chosen
 # profile). With the models cached, this notebook spends its time computing each model's test-set calibration once
-# (a few seconds per model, cached beside the run).
+# (cached beside the run). Every result in the text is rendered from the runs and tables above it.
 
 # In[ ]:
 
@@ -43,16 +43,21 @@ import pandas as pd
 from IPython.display import display
 
 import ltlib.plots as lp
+from ltlib import claims as C
+from ltlib import findings as F
+from ltlib import longpath
 from ltlib.calibration import run_calibration
 from ltlib.experiment import cached_seeds, default_exp_dir
 from ltlib.jobs import run_grid
 from ltlib.gather import display_summary, export_table, gather_runs, headline_table, summarize_runs
-from ltlib.notebook import resolve_profile, setup
+from ltlib.notebook import finish, resolve_profile, setup
+from ltlib.papers import sources
 from ltlib.results import caption, format_mean_std
-from ltlib.series import HEADLINE_MODELS, REPORTED_C100, default_models, select, series_configs
+from ltlib.series import HEADLINE_MODELS, REPORTED_KEYS, default_models, select, series_configs
 
 profile = resolve_profile(profile)
 dev = setup(device)
+record = longpath.NotebookResults("07", dataset, profile)
 configs = select(series_configs(profile, dataset, imbalance_factor), models or default_models(profile))
 tables = default_exp_dir() / "tables"
 
@@ -93,7 +98,9 @@ display(display_summary(summary).sort_values("name").reset_index(drop=True))
 
 runs = run_grid(configs, {label: seeds if label in HEADLINE_MODELS else cached_seeds(config, seeds) or seeds[:1]
                           for label, config in configs.items()}, device=dev)
-head = headline_table(runs, REPORTED_C100)
+head = headline_table(runs, REPORTED_KEYS)
+record.add_runs("headline", runs, metrics=("overall", "many", "medium", "few", "ece", "train_time_s"),
+                extra={"ece": lambda r: run_calibration(r)["ece"]})
 shown = pd.DataFrame({"seeds": head["seeds"]})
 for m in ("overall", "many", "medium", "few", "ece"):
     shown[m if m != "ece" else "ECE"] = [format_mean_std(a, b) for a, b in zip(head[f"{m}_mean"], head[f"{m}_std"])]
@@ -106,6 +113,7 @@ means.columns = ["overall", "many", "medium", "few"]
 display(means.style.background_gradient(cmap="RdYlGn", subset=["many", "medium", "few"], vmin=0, vmax=100)
         .format("{:.1f}"))
 display(shown)
+F.show("Reported numbers:", sources(REPORTED_KEYS[label] for label in head.index if label in REPORTED_KEYS))
 
 
 # ## 3. One figure: what each method does for the head and the tail
@@ -148,38 +156,74 @@ plt.show()
 
 # ## 5. Which claims reproduce on Fashion-MNIST-LT
 # 
-# Measured with this notebook's defaults, from the table above: quick profile, Fashion-MNIST-LT at IF = 100, 30
-# epochs, seeds 0–2 for every model (`make tutorial FULL=1`), a 2-core CPU. "Paper" means the CIFAR-100-LT numbers in the last column, or the claim that
-# notebook names.
+# Each paper's claim is a statement that one setting beats another. The table checks each one on the results the
+# notebooks of *this* series saved (`exp/tables/results-<notebook>-…csv`, written by each notebook as it ran), and on
+# the committed long path (`exp/summaries/longpath/`), pairing the two settings by seed (`ltlib.claims.CLAIMS`).
+# "reported (paper)" gives the papers' CIFAR-100-LT numbers (`ltlib.papers`), which say which way the paper found
+# the difference, not a number to match.
+
+# In[ ]:
+
+
+notebooks = sorted({claim.notebook for claim in C.CLAIMS})
+yours = {nb: C.own_results(nb, dataset, profile) for nb in notebooks}
+committed = {nb: longpath.load(nb, dataset, profile) for nb in notebooks}
+claims = C.claims_table(yours, committed)
+display(claims)
+F.show(f"Verdict rule (`ltlib.claims.VERDICT_RULE`): {C.VERDICT_RULE}.")
+provenance = next((t for t in committed.values() if t is not None), None)
+if provenance is not None:
+    F.show(f"Long-path columns: {longpath.provenance(provenance)}.")
+
+
+# ## 6. What this run shows
 # 
-# | claim (paper) | on Fashion-MNIST-LT | reproduces? |
-# |---|---|---|
-# | Weight decay lifts a CE model (WB: 40.0 → 47.9) | 65.4 → 64.7 overall, few-shot 37.8 → 34.1 (notebook 01) | no, not at 30 epochs |
-# | WB's stage 2 (CB loss + WD + MaxNorm) lifts it further (→ 53.1) | 64.7 → 69.5, few-shot +18 | yes |
-# | SAM beats SGD (ImbSAM README: 47.6 → 48.9) | 63.9 → 61.6, every seed lower | no |
-# | ImbSAM beats SAM and SGD (51.1) | 70.0, few-shot 65.5 | yes, but through its ×2 tail weight: at ρ = 0 it gives the same 70.0 (notebook 03) |
-# | Mixup lifts CE (CC-SAM poster: 38.43 → 40.01) | 71.9 → 64.8 on notebook 04's recipe | no, not at 30 epochs |
-# | CC-SAM beats every other method (50.83) | 66.5, below 8 of the other 15 headline rows; its stage 1 is below CE + mixup in every seed | no |
-# | CMO lifts CE (CMO paper: 38.6 → 43.9) | 73.1 → 76.9, few-shot 49.9 → 74.2, every seed | yes |
-# | BS + CMO beats CE + CMO (46.6 against 43.9) | 79.9 against 76.9 | yes |
-# | LDAM-DRW beats CE (42.04 against 38.43 / 38.6) | 74.6 ± 3.9 against 73.1 ± 1.9; few-shot 58.8 ± 21.0 | within the seed noise |
-# | LDAM-DRW sits in a sharper minimum than CE (CC-SAM poster) | it depends on the loss and the noise (notebook 06) | not robustly |
-# | The tail's loss is sharper than the head's (Saddle-LongTail) | 13 of 16 models (notebook 06) | yes |
-# 
-# The best models overall are Balanced Softmax (80.0 ± 2.3), BS + CMO (79.9 ± 2.2) and CE-DRW (79.2 ± 1.7); the
-# best few-shot model is BS + CMO (92.6 ± 2.5). They are also among the best calibrated: ECE 1.9–8.3, against
-# 8.7 for CE. LDAM-DRW is over-confident once its cosines are scaled by s = 30 (ECE 19.5). Weight balancing's
-# stage 2 has the worst ECE (29.8): its class-balanced sigmoid loss does not train a softmax to be calibrated. The
-# SAM-family optimisers cost 2–2.7× the training time of SGD, and none of them beats the re-weighting losses of
-# notebook 05, which cost what CE costs.
+# Rendered from the headline table and the claims above.
+
+# In[ ]:
+
+
+best_overall = head["overall_mean"].astype(float).idxmax()
+best_few = head["few_mean"].astype(float).idxmax()
+ece = head["ece_mean"].astype(float)
+time = head["train_time_s_mean"].astype(float)
+counts = claims["your verdict"].value_counts()
+long_counts = claims["long-path verdict"].value_counts()
+F.show(
+    f"**Your run:** {caption(runs)}.",
+    F.bullets([
+        f"**Most accurate overall:** {best_overall} ({format_mean_std(head.loc[best_overall, 'overall_mean'], head.loc[best_overall, 'overall_std'])} %); "
+        f"**best few-shot:** {best_few} ({format_mean_std(head.loc[best_few, 'few_mean'], head.loc[best_few, 'few_std'])} %). "
+        "A ranking of means over few seeds is a description, not a paired finding.",
+        f"**Calibration:** ECE ranges from {ece.min():.1f} ({ece.idxmin()}) to {ece.max():.1f} ({ece.idxmax()}); "
+        f"the most accurate model's is {ece[best_overall]:.1f}.",
+        f"**Training time per run** (as trained, see the hardware column; a stage-2 row counts its stage 2 only): "
+        f"{time.min():.0f} s ({time.idxmin()}) to {time.max():.0f} s ({time.idxmax()}).",
+        "**Claims, your run:** " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(claims)}).",
+        "**Claims, long path:** " + ", ".join(f"{n} {v}" for v, n in long_counts.items()) + f" (of {len(claims)}).",
+    ]),
+)
+
 
 # ## Summary
 # 
 # - `gather_runs` / `summarize_runs` / `export_table` turn `exp/` into one table; `headline_table` adds ECE
-#   (`ltlib.calibration`) and the reported numbers; the tables are written to `exp/tables/`.
+#   (`ltlib.calibration`) and the reported numbers (`ltlib.papers`); the tables are written to `exp/tables/`.
+# - `ltlib.claims` checks each paper's claim on the series' own results, seed by seed, by a stated rule.
 # - `make tutorial` runs notebooks 01 → 07 headless and writes each executed notebook and its HTML to
-#   `exp/tutorial/`, with their timings. It runs 01–06 on seed 0 without their sweeps and ablations;
+#   `exp/tutorial/`, with their timings. It runs 01–06 on seed 0 without their sweeps;
 #   `make tutorial SEEDS=3` reruns this notebook's headline rows on seeds 0–2, and `make tutorial FULL=1` runs
-#   every notebook with its own defaults.
+#   every notebook with its own defaults and publishes their results files to `exp/summaries/longpath/`.
 # - At paper scale on a GPU: `make tutorial PROFILE=paper DATASET=cifar100_lt`, with the CIFAR-100 python files in
 #   `~/.cache/ltlib/cifar-100-python` or `$LTLIB_CIFAR100_DIR`.
+# 
+# **Try this**
+# - `-p seeds "[0, 1, 2, 3, 4]"` (papermill `-y "seeds: [0, 1, 2, 3, 4]"`): more seeds for the headline rows. Which
+#   claims move from "not resolved" to a verdict?
+# - `-y "models: ['05 CE', '05 BS', '05 BS + CMO']"`: a smaller table, faster.
+
+# In[ ]:
+
+
+record.save()
+finish()

@@ -219,6 +219,28 @@ def test_the_ascent_direction_raises_the_loss_and_imbsam_uses_only_the_tail():
         S.ascent_direction(model, probe.subset(probe.labels < 2), classes=[4])
 
 
+def test_ascent_landscapes_span_steps_of_sams_length():
+    """The x axis of an ascent landscape is in steps of norm rho: at ``steps`` = k the weights moved by k * rho
+    along the filter-normalised ascent direction (a slip to alpha itself, or to another unit, fails)."""
+    from types import SimpleNamespace
+    from ltlib.sharpness.directions import direction_norm
+
+    model, probe = _model(), _probe()
+    settings = S.analysis_settings("smoke", alpha_points=5, ascent_rho=0.05, ascent_steps=4.0)
+    fake_run = SimpleNamespace(metrics={"class_counts": [150, 120, 60, 30, 10]})
+    table = S.ascent_landscapes(fake_run, model, probe, settings, eta=20)
+    assert set(table["direction"]) == {"SAM ascent", "ImbSAM ascent"}
+    sam = table[(table["direction"] == "SAM ascent") & (table["scope"] == "overall")]
+    assert sam["steps"].tolist() == pytest.approx([-4, -2, 0, 2, 4])
+    moved = sam["alpha"].to_numpy() * direction_norm(S.ascent_direction(model, probe))
+    assert moved == pytest.approx(sam["steps"].to_numpy() * 0.05, rel=1e-5)
+    losses, _ = S.probe_outputs(model, probe)
+    assert sam.set_index("steps").loc[0.0, "loss"] == pytest.approx(float(losses.mean()), rel=1e-6)
+    assert sam["loss"].iloc[-1] > sam["loss"].iloc[2]          # uphill along the ascent direction
+    with pytest.raises(ConfigError, match="ascent_rho"):
+        S.analysis_settings("smoke", ascent_rho=0.0)
+
+
 def test_the_analysis_loss_scales_a_cosine_head_by_ldam_s():
     base = make_config("smoke", "cmo")
     assert S.analysis_loss(base).scale == 1.0

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from ..env import available_cpus
 from ..errors import ConfigError, DataError
+from ..progress import track
 from .sources import ImageSet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -319,7 +319,7 @@ def decode_resized(split: FolderSplit, size: int, num_workers: int = 0, batch_si
     images = torch.empty(shape, dtype=torch.uint8) if out is None else out  # filled in place: one copy
     loader = DataLoader(_Resized(split, size), batch_size=batch_size, num_workers=num_workers)
     start = 0
-    for batch in tqdm(loader, desc=f"decoding {len(split):,} images at {size} px", disable=not progress):
+    for batch in track(loader, f"decoding {len(split):,} images at {size} px", enabled=progress, unit="batches"):
         images[start:start + len(batch)] = batch
         start += len(batch)
     return images, torch.from_numpy(split.labels.copy())

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from ..data.longtail import GROUP_NAMES
 from ..errors import ConfigError
 from ..evaluate import eval_mode
+from ..progress import track
 from .directions import (Direction, Param, displaced, filter_norms, normalize_direction,
                          random_direction, select_params)
 from .hessian import hutchinson_trace, top_eigenvalue
@@ -69,7 +69,7 @@ def perturbation_spread(model: nn.Module, probe: Probe, sigmas: Sequence[float],
     clean = {r["scope"]: r for r in _rows(*probe_outputs(model, probe), probe)}
     rows = []
     work = [(s, k) for s in sigmas for k in range(draws)]
-    for sigma, k in tqdm(work, desc="random perturbations", disable=not progress, leave=False):
+    for sigma, k in track(work, "random perturbations", enabled=progress):
         with displaced(chosen, [directions[k]], [sigma]):
             rows += _rows(*probe_outputs(model, probe), probe, sigma=float(sigma), draw=k)
     table = pd.DataFrame(rows)
@@ -130,7 +130,7 @@ def hessian_by_group(model: nn.Module, probe: Probe, *, scopes: Sequence[str] = 
         raise ConfigError(f"unknown scope(s) {unknown}: use 'overall', a group {GROUP_NAMES} or a class name")
     rows = []
     with eval_mode(model):
-        for scope in tqdm(scopes, desc="Hessian", disable=not progress, leave=False):
+        for scope in track(scopes, "Hessian", enabled=progress):
             if not bool(masks[scope].any()):
                 rows.append({"scope": scope, "scale": scale, "images": 0})
                 continue
@@ -157,7 +157,7 @@ def landscape_1d(model: nn.Module, probe: Probe, directions: Mapping[str, Direct
     chosen = select_params(model, params)
     rows = []
     work = [(name, a) for name in directions for a in alphas]
-    for name, alpha in tqdm(work, desc="1-D landscape", disable=not progress, leave=False):
+    for name, alpha in track(work, "1-D landscape", enabled=progress):
         with displaced(chosen, [directions[name]], [alpha]):
             rows += _rows(*probe_outputs(model, probe), probe, direction=name, alpha=float(alpha))
     return pd.DataFrame(rows)
@@ -174,7 +174,7 @@ def landscape_2d(model: nn.Module, probe: Probe, d1: Direction, d2: Direction, a
     loss = np.zeros((len(betas), len(alphas)))
     acc = np.zeros_like(loss)
     work = [(i, j) for i in range(len(betas)) for j in range(len(alphas))]
-    for i, j in tqdm(work, desc="2-D landscape", disable=not progress, leave=False):
+    for i, j in track(work, "2-D landscape", enabled=progress):
         with displaced(chosen, [d1, d2], [alphas[j], betas[i]]):
             losses, correct = probe_outputs(model, probe)
         loss[i, j], acc[i, j] = float(losses[mask].mean()), 100 * float(correct[mask].mean())

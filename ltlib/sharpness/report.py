@@ -27,10 +27,11 @@ from ..experiment import Run, load_data, load_run
 from ..jobs import Task, default_jobs, run_tasks
 from ..optim.sam import tail_classes_from_counts
 from .analysis import ascent_direction, hessian_by_group, landscape_1d, perturbation_spread, random_directions
+from .directions import direction_norm
 from .probe import Probe, make_probe
 from .settings import AnalysisSettings
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2     # 2: the ascent landscapes span a few SAM steps instead of alpha_range
 
 
 @dataclass
@@ -96,18 +97,36 @@ def analyse_run(run: Run, settings: AnalysisSettings, *, seed: int = 0, ascent_e
                                               iters=settings.hessian_iters, samples=settings.hessian_samples, seed=seed,
                                               scale=scale, progress=progress)
                              for scale in settings.hessian_scales], ignore_index=True)
-        directions = {"random": random_directions(model, 1, seed=seed)[0]}
-        if ascent_eta is not None:
-            directions["SAM ascent"] = ascent_direction(model, probe)
-            tail = tail_classes_from_counts(run.metrics["class_counts"], ascent_eta)
-            if tail:
-                directions["ImbSAM ascent"] = ascent_direction(model, probe, classes=tail)
         alphas = np.linspace(-settings.alpha_range, settings.alpha_range, settings.alpha_points)
-        landscape = landscape_1d(model, probe, directions, alphas, progress=progress)
+        landscape = landscape_1d(model, probe, {"random": random_directions(model, 1, seed=seed)[0]}, alphas,
+                                 progress=progress)
+        if ascent_eta is not None:
+            landscape = pd.concat([landscape, ascent_landscapes(run, model, probe, settings, ascent_eta, progress)],
+                                  ignore_index=True)
         result = RunSharpness(spread, hessian, landscape, probe.description, time.perf_counter() - start)
     if cache:
         io.write_json(path, result.to_json())
     return result
+
+
+def ascent_landscapes(run: Run, model: torch.nn.Module, probe: Probe, settings: AnalysisSettings, eta: int,
+                      progress: bool = False) -> pd.DataFrame:
+    """The loss along SAM's ascent direction (the probe-loss gradient) and ImbSAM's (the gradient of the classes
+    with fewer than ``eta`` training images), filter-normalised like a random direction, over
+    ``+-settings.ascent_steps`` steps of norm ``settings.ascent_rho``: the scale of SAM's own step, where the
+    curves of different models separate (a column ``steps`` gives each point in those units)."""
+    directions = {"SAM ascent": ascent_direction(model, probe)}
+    tail = tail_classes_from_counts(run.metrics["class_counts"], eta)
+    if tail:
+        directions["ImbSAM ascent"] = ascent_direction(model, probe, classes=tail)
+    steps = np.linspace(-settings.ascent_steps, settings.ascent_steps, settings.alpha_points)
+    parts = []
+    for name, direction in directions.items():
+        unit = settings.ascent_rho / direction_norm(direction)       # the alpha of one step of norm rho
+        part = landscape_1d(model, probe, {name: direction}, steps * unit, progress=progress)
+        part["steps"] = part["alpha"] / unit
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def analyse_runs(runs: Mapping[str, Run], settings: AnalysisSettings, *, seed: int = 0,

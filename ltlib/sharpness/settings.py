@@ -23,6 +23,10 @@ class AnalysisSettings:
     hessian_scales: tuple[str, ...] = ("none", "filter")   # raw H, and D H D in filter-normalised coordinates
     alpha_range: float = 0.6                 # 1-D landscapes: alpha in [-range, range]
     alpha_points: int = 13
+    # the SAM / ImbSAM ascent landscapes: along the (filter-normalised) gradient the loss explodes within a
+    # fraction of alpha_range, so they span +-ascent_steps steps of norm ascent_rho (the length of SAM's step)
+    ascent_rho: float = 0.05
+    ascent_steps: float = 10.0
     grid_range: float = 0.5                  # 2-D landscapes: a square grid of grid_points^2 models
     grid_points: int = 11
 
@@ -35,6 +39,8 @@ class AnalysisSettings:
             raise ConfigError(f"hessian_scales must name one or more of {HESSIAN_SCALES}, got {self.hessian_scales}")
         if not any(abs(s - self.report_sigma) < 1e-12 for s in self.sigmas):
             raise ConfigError(f"report_sigma {self.report_sigma} must be one of sigmas {self.sigmas}")
+        if not self.ascent_rho > 0 or not self.ascent_steps > 0:
+            raise ConfigError(f"ascent_rho and ascent_steps must be > 0, got {self.ascent_rho} and {self.ascent_steps}")
         if self.alpha_points < 3 or self.grid_points < 3:
             raise ConfigError("alpha_points and grid_points must be >= 3, so the grid holds the trained model")
 
