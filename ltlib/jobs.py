@@ -27,8 +27,8 @@ import torch
 
 from .env import available_cpus, env_count, resolve_device, run_threads
 from .errors import ConfigError
-from .progress import Progress, duration
 from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
+from .progress import Progress, duration
 from .stage2 import Stage2Config
 
 # the cost of one epoch relative to a plain SGD epoch (README, "Speed": SAM 2.0x, ImbSAM 2.6x, CC-SAM 1x)

@@ -14,7 +14,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import io, longpath

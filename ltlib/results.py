@@ -1,8 +1,7 @@
-"""Tables of runs: one row per run, mean ± std over seeds, and differences paired by seed.
+"""Tables of runs: one row per run, mean ± std over seeds, per-class values, costs and captions.
 
-Few-shot groups hold few classes, so seed noise is large (about 12 points on Fashion-MNIST-LT at
-quick scale). Compare methods seed by seed and trust a difference only when its sign holds in
-every seed: :func:`paired_differences` says so in its last column.
+Few-shot groups hold few classes, so seed noise is large: compare methods seed by seed, with the verdict rule
+of :mod:`ltlib.findings`, rather than by these means alone.
 """
 from __future__ import annotations
 
@@ -54,20 +53,6 @@ def format_mean_std(mean: float, std: float) -> str:
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The text columns of :func:`summarize`, for printing."""
     return summary[["seeds"] + [f"{m} (%)" for m in METRICS]]
-
-
-def paired_differences(runs_a: Sequence[Result], runs_b: Sequence[Result], selection: str = "last") -> pd.DataFrame:
-    """b − a per seed (percentage points) for each metric, and whether the sign holds in every seed."""
-    a = runs_table(runs_a, selection).set_index("seed")
-    b = runs_table(runs_b, selection).set_index("seed")
-    seeds = sorted(set(a.index) & set(b.index))
-    if not seeds:
-        raise ValueError("the two lists of runs share no seed: nothing to pair")
-    diff = (b.loc[seeds, list(METRICS)] - a.loc[seeds, list(METRICS)]).T
-    diff.columns = [f"seed {s}" for s in seeds]
-    signs = np.sign(diff.to_numpy())
-    diff["same sign in every seed"] = [bool(len(seeds) > 1 and (s == s[0]).all() and s[0] != 0) for s in signs]
-    return diff
 
 
 def epoch_cost(runs_by_label: Mapping[str, Sequence[Run]], baseline: str) -> pd.DataFrame:

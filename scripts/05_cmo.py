@@ -51,7 +51,7 @@ from ltlib.config import make_config
 from ltlib.experiment import load_data, sample_batch
 from ltlib.jobs import run_grid
 from ltlib.notebook import describe, finish, resolve_profile, setup
-from ltlib.papers import reference_column, sources
+from ltlib.papers import reference_column, reported, sources
 from ltlib.results import caption, display_table, epoch_cost, summarize
 
 profile = resolve_profile(profile)
@@ -192,6 +192,7 @@ def f(a, b, metric):
 
 
 best_few, best_few_value = F.best(summary, "few")
+paper_best = max(reported_keys, key=lambda label: reported(reported_keys[label]).value)
 F.show(
     f"**Your run:** {caption(runs['CE'])}.",
     "**CMO against the same loss without it:**",
@@ -199,8 +200,8 @@ F.show(
     "**Each loss against CE, without CMO:**",
     F.bullets([f("CE", label, m).sentence() for label in losses if label != "CE" for m in ("overall", "few")]),
     f"**Best overall:** {best_overall} ({summary.loc[best_overall, 'overall (%)']}); **best few-shot:** {best_few} "
-    f"({summary.loc[best_few, 'few (%)']}), means over seeds {summary.loc[best_overall, 'seeds']}. The CMO paper's "
-    "best on CIFAR-100-LT is LDAM-DRW + CMO (the reported column above). A ranking of means is not a paired "
+    f"({summary.loc[best_few, 'few (%)']}), over seed(s) {summary.loc[best_overall, 'seeds']}. The CMO paper's "
+    f"best on CIFAR-100-LT is {paper_best} (the reported column above). A ranking of means is not a paired "
     "finding: check the rows above before calling one method better than another.",
     *([f("CE + CMO", combo, "overall").sentence()] if combo in runs else []),
     f"**Cost** per epoch in these runs: CE + CMO {cost.loc['CE + CMO', 'vs CE']:.2f}× CE, LDAM-DRW + CMO "

@@ -6,7 +6,7 @@ import pytest
 
 from ltlib.config import make_config
 from ltlib.experiment import Run
-from ltlib.results import caption, paired_differences, per_class, summarize
+from ltlib.results import caption, per_class, summarize
 
 
 def _run(seed, overall, few, norms=(2.0, 1.0)):
@@ -26,20 +26,15 @@ def test_summarize_mean_and_sample_std():
     assert table.loc["A", "few (%)"] == "50.0 ± 10.0" and table.loc["A", "seeds"] == "0,1,2"
 
 
-def test_paired_differences_and_sign_check():
+def test_findings_pair_run_objects_by_seed():
+    """The notebooks' comparisons (ltlib.findings) on Run objects: b - a per shared seed."""
+    from ltlib.findings import compare
     a = [_run(0, 70, 40), _run(1, 72, 50), _run(2, 74, 60)]
     b = [_run(0, 71, 30), _run(1, 71, 45), _run(2, 75, 55)]
-    diff = paired_differences(a, b)
-    assert diff.loc["few", ["seed 0", "seed 1", "seed 2"]].tolist() == [-10, -5, -5]
-    assert diff.loc["few", "same sign in every seed"] and not diff.loc["overall", "same sign in every seed"]
-    assert not diff.loc["many", "same sign in every seed"]              # all zero: no effect
-    with pytest.raises(ValueError, match="share no seed"):
-        paired_differences(a[:1], b[1:2])
-
-
-def test_single_seed_never_claims_a_consistent_sign():
-    diff = paired_differences([_run(0, 70, 40)], [_run(0, 75, 50)])
-    assert not diff["same sign in every seed"].any()
+    few = compare("a", a, "b", b, "few")
+    assert list(few.differences) == [-10, -5, -5] and few.consistency == "lower in every seed"
+    assert compare("a", a, "b", b, "many").consistency == "equal in every seed"
+    assert compare("a", a[:1], "b", b[:1]).verdict == "one seed: no verdict"
 
 
 def test_per_class_and_caption():

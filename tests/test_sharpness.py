@@ -388,9 +388,12 @@ def test_model_curvature_matches_the_dense_hessian_of_a_small_network():
 
 
 def test_the_training_loss_probe_is_the_runs_criterion_with_its_final_drw_weights(fake_fmnist):
+    """The probe's training loss is PyTorch's weighted CE with the DRW weights (1 - b) / (1 - b^n_c), summing to C,
+    computed here by hand. Planted slip caught (shown failing; the earlier version, which took its weights from
+    effective_number_weights itself, passed on it): inverse-frequency weights in place of effective numbers."""
     import torch.nn.functional as F
 
-    from ltlib.losses import effective_number_weights
+    from hand_oracles import effective_number_weights_by_hand
     from ltlib.stage2 import make_stage2
 
     config = make_config("smoke", "cmo", test_per_class=None, reweight="drw")
@@ -400,7 +403,7 @@ def test_the_training_loss_probe_is_the_runs_criterion_with_its_final_drw_weight
     losses, _ = S.probe_outputs(model, probe, fold_bn=False)
     with torch.no_grad():
         logits = model(probe.inputs)
-    w = effective_number_weights(data.class_counts.tolist(), config.drw_beta)
+    w = effective_number_weights_by_hand(data.class_counts.tolist(), config.drw_beta)
     expected = F.cross_entropy(logits, probe.labels, weight=w.float())                # PyTorch's weighted mean
     assert float(losses.mean()) == pytest.approx(float(expected), rel=1e-5)
     assert "training loss" in probe.description

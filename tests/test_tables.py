@@ -4,12 +4,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from ltlib.calibration import ece_from_bins, expected_calibration_error, reliability_bins, run_calibration
 from ltlib.config import make_config
 from ltlib.evaluate import logit_scale
-from ltlib.experiment import run
+from ltlib.experiment import Run, load_data, run
 from ltlib.gather import display_summary, export_table, gather_runs, headline_table, markdown, summarize_runs
+from ltlib.models.heads import NormedLinear
 from ltlib.stage2 import make_stage2
 
 
@@ -46,6 +48,59 @@ def test_a_cosine_head_is_calibrated_on_its_scaled_logits():
     base = make_config("smoke", "cmo")
     assert logit_scale(base) == 1.0
     assert logit_scale(base.replace(loss="ldam", classifier="normed", ldam_s=20.0)) == 20.0
+
+
+class _StoredCosines(nn.Module):
+    """A model with a real cosine head (NormedLinear, identity columns) on stored features: the i-th image of a
+    pass gets the i-th row, so its cosine logits are the rows, normalised."""
+
+    def __init__(self, rows):
+        super().__init__()
+        self.rows = rows
+        self.seen = 0
+        self.classifier = NormedLinear(rows.shape[1], rows.shape[1])
+        with torch.no_grad():
+            self.classifier.weight.copy_(torch.eye(rows.shape[1]))
+
+    def forward(self, x):
+        features = self.rows[self.seen:self.seen + len(x)]
+        self.seen += len(x)
+        return self.classifier(features)
+
+
+def _cosines_with_confidence(p, s, classes=10):
+    """Unit rows (a on the predicted class, b elsewhere) whose softmax at scale s puts p on the predicted class:
+    p = 1 / (1 + (C - 1) exp(-s (a - b))), so a - b = log((C - 1) p / (1 - p)) / s, and a^2 + (C - 1) b^2 = 1."""
+    gap = math.log((classes - 1) * p / (1 - p)) / s
+    b = (-gap + math.sqrt(classes - (classes - 1) * gap ** 2)) / classes
+    return b + gap, b
+
+
+def test_ece_of_a_cosine_head_is_computed_on_the_logits_times_s(fake_fmnist, tmp_path):
+    """run_calibration's ECE of an LDAM run (cosine head, s = 20) on cosines built so that, times s, half the test
+    images sit at confidence 0.9 with 60 % right and half at 0.7 with 55 % right: ECE = 0.5 * 30 + 0.5 * 15 =
+    22.5 points, worked out by hand. Unscaled, every confidence is about 0.12 (ECE about 46); at s = 30 they are
+    about 0.99 and 0.91 (ECE about 38).
+
+    Planted slips this catches (each shown failing; the earlier version checked only logit_scale's value):
+    calibration forgetting the scale, and calibration using LDAM's default s = 30 instead of the run's.
+    """
+    s = 20.0
+    config = make_config("smoke", "cmo", loss="ldam", classifier="normed", ldam_s=s, test_per_class=None)
+    assert config.precision == "fp32"                     # the cosines are not rounded to bf16
+    labels = load_data(config.data_config).test.labels
+    n, classes = len(labels), 10
+    assert n == 200
+    rows = torch.empty(n, classes)
+    for i, y in enumerate(labels.tolist()):
+        p, right = (0.9, 60) if i < 100 else (0.7, 55)
+        a, b = _cosines_with_confidence(p, s)
+        predicted = y if i % 100 < right else (y + 1) % classes
+        rows[i] = b
+        rows[i, predicted] = a
+        assert math.exp(s * a) / (math.exp(s * a) + 9 * math.exp(s * b)) == pytest.approx(p)
+    run_ = Run(config, tmp_path, {}, None, {}, _StoredCosines(rows))
+    assert run_calibration(run_, cache=False)["ece"] == pytest.approx(22.5, abs=1e-3)
 
 
 def test_gather_summarize_export_and_calibrate_cached_runs(fake_fmnist, exp_dir, tmp_path):

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from ltlib import io
 from ltlib.data.loader import DeviceLoader
 from ltlib.data.sources import ImageSet
 from ltlib.errors import TrainingDivergedError
@@ -52,6 +53,41 @@ def test_split_training_equals_one_go():
     fit(model2, loader2, step2, CrossEntropy(), Cosine(0.05, 4), epochs=4, start_epoch=2, progress=False)
     for p, q in zip(model.parameters(), model2.parameters()):
         assert torch.equal(p, q)
+
+
+def test_resume_from_a_checkpoint_with_a_fresh_optimiser_and_loader_equals_one_go(tmp_path):
+    """Train epochs 0-1, save the model and optimiser state dicts to a checkpoint file (ltlib.io, as
+    experiment.py's checkpoint.pt), then build everything anew, as a resumed process does: a model initialised
+    from another seed, a new optimiser and a new loader with the run's seed; load the checkpoint and train
+    epochs 2-3. Parameters, BatchNorm buffers and momentum buffers equal those of epochs 0-3 in one go.
+
+    Planted slips this catches (each shown failing; test_split_training_equals_one_go, which reuses the same
+    in-memory optimiser and loader, passed on both): a loader whose epoch order comes from a generator that runs
+    on across epochs instead of being seeded from (seed, epoch), and a checkpoint writer (ltlib.io.save_checkpoint)
+    that drops the optimiser's per-parameter state (its momentum buffers).
+    """
+    model, loader, step = _setup(seed=1)
+    fit(model, loader, step, CrossEntropy(), Cosine(0.05, 4), epochs=4, progress=False)
+
+    first, first_loader, first_step = _setup(seed=1)
+    fit(first, first_loader, first_step, CrossEntropy(), Cosine(0.05, 4), epochs=2, progress=False)
+    io.save_checkpoint({"model": first.state_dict(), "optimizer": first_step.optimizer.state_dict(), "epoch": 2},
+                       tmp_path / "checkpoint.pt")
+    del first, first_loader, first_step
+
+    resumed, _, _ = _setup(seed=7)                      # a fresh model: other initial weights until loaded
+    _, fresh_loader, _ = _setup(seed=1)                 # a fresh loader with the run's seed (a new object)
+    fresh_step = SGDStep(build_sgd(resumed, lr=0.05, momentum=0.9, weight_decay=5e-4))
+    state = io.load_checkpoint(tmp_path / "checkpoint.pt")
+    resumed.load_state_dict(state["model"])
+    fresh_step.optimizer.load_state_dict(state["optimizer"])
+    fit(resumed, fresh_loader, fresh_step, CrossEntropy(), Cosine(0.05, 4), epochs=4, start_epoch=state["epoch"],
+        progress=False)
+
+    for (name, p), q in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name                  # parameters and BatchNorm running statistics
+    for p, q in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(step.optimizer.state[p]["momentum_buffer"], fresh_step.optimizer.state[q]["momentum_buffer"])
 
 
 def test_nan_loss_names_epoch_and_step():
