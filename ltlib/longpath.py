@@ -7,9 +7,9 @@ path: every notebook with its own defaults, seeds 0-2, sweeps and ablations) the
 file (:func:`load`) and shows it beside the reader's own numbers, labelled by :func:`provenance`: the command,
 the seeds, the commit that trained the runs, the threads per run, the hardware and the dates.
 
-Each row carries the provenance of what it was computed from: a training run's own ``environment.json``
-(commit, threads, hardware, and the date its ``metrics.json`` was written), or, for a number the notebook
-computed itself (a τ sweep, a sharpness analysis), this process's.
+Each row carries the provenance of what it was computed from: a training run's folder name and its own
+``environment.json`` (commit, threads, hardware, and the date its ``metrics.json`` was written), or, for a number
+the notebook computed itself (a τ sweep, a sharpness analysis), this process's.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .env import cpu_model, git_commit, hardware_label
 from .experiment import Run, default_exp_dir
 from .results import METRICS, Result
 
-COLUMNS = ("notebook", "table", "label", "seed", "metric", "value", "commit", "threads", "hardware", "date")
+COLUMNS = ("notebook", "table", "label", "seed", "metric", "value", "run", "commit", "threads", "hardware", "date")
 COMMAND = "make tutorial FULL=1"
 
 
@@ -45,7 +45,7 @@ def file_name(notebook: str, dataset: str, profile: str) -> str:
 
 def _here() -> dict:
     """The provenance of a number computed in this process, now."""
-    return {"commit": git_commit() or "", "threads": torch.get_num_threads(),
+    return {"run": "", "commit": git_commit() or "", "threads": torch.get_num_threads(),
             "hardware": f"{cpu_model()}" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
             "date": datetime.now().strftime("%Y-%m-%d")}
 
@@ -53,7 +53,7 @@ def _here() -> dict:
 def _run_provenance(run: Run) -> dict:
     env = run.environment
     date = env.get("date") or datetime.fromtimestamp((run.path / "metrics.json").stat().st_mtime).strftime("%Y-%m-%d")
-    return {"commit": env.get("git_commit") or "", "threads": env.get("torch_threads", ""),
+    return {"run": run.path.name, "commit": env.get("git_commit") or "", "threads": env.get("torch_threads", ""),
             "hardware": hardware_label(env).split(",")[0] if env else "", "date": date}
 
 
@@ -126,7 +126,7 @@ def load(notebook: str, dataset: str, profile: str, folder: str | Path | None = 
     for p in (profile, "quick") if profile == "smoke" else (profile,):
         path = folder / file_name(notebook, dataset, p)
         if path.is_file():
-            table = pd.read_csv(path, dtype={"commit": str, "label": str})
+            table = pd.read_csv(path, dtype={"commit": str, "label": str, "run": str})
             table["profile"] = p
             return table
     return None

@@ -94,6 +94,7 @@ print(settings)
 
 
 runs = {label: rs[0] for label, rs in run_grid(configs, seeds[:1], device=dev).items()}
+record.add_runs("accuracy", {label: [r] for label, r in runs.items()})
 accuracy = pd.DataFrame({label: {g: r.result()[g] for g in ("overall", "many", "medium", "few")}
                          for label, r in runs.items()}).T
 accuracy["run"] = [r.path.name for r in runs.values()]

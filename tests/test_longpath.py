@@ -28,7 +28,7 @@ def test_a_notebooks_results_round_trip_with_their_provenance(fake_fmnist, exp_d
     env = json.loads((first.path / "environment.json").read_text())
     row = table[(table["label"] == "CE") & (table["seed"] == 0) & (table["metric"] == "overall")].iloc[0]
     assert row["value"] == pytest.approx(first.result()["overall"])
-    assert row["threads"] == env["torch_threads"] and row["date"] == env["date"]
+    assert row["threads"] == env["torch_threads"] and row["date"] == env["date"] and row["run"] == first.path.name
     assert set(table[(table["label"] == "CE") & (table["table"] == "runs")]["metric"]) == \
         {"overall", "many", "medium", "few", "train_time_s", "ece"}
 
