@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import findings as F
 from . import longpath
+from .experiment import default_exp_dir
 from .papers import reported
 
 VERDICT_RULE = ("'reproduces' when the paired difference is resolved (same sign in every seed and beyond the seed "
@@ -83,7 +84,7 @@ def check(claim: Claim, table: pd.DataFrame | None) -> dict:
         return empty
     finding = F.from_values(claim.a, longpath.values(table, claim.table, claim.a, claim.metric), claim.b,
                             longpath.values(table, claim.table, claim.b, claim.metric), claim.metric, claim.unit)
-    return {"b − a": F.signed(finding.mean, 1 if claim.unit else 3), "seeds": ",".join(map(str, finding.seeds)),
+    return {"b − a": F.signed(finding.mean, finding.digits), "seeds": ",".join(map(str, finding.seeds)),
             "verdict": verdict(finding)}
 
 
@@ -104,7 +105,5 @@ def claims_table(yours: dict[str, pd.DataFrame | None], committed: dict[str, pd.
 
 def own_results(notebook: str, dataset: str, profile: str) -> pd.DataFrame | None:
     """The results table a notebook of this series saved in ``exp/tables/`` (None if it has not run)."""
-    from .experiment import default_exp_dir
-
     path = default_exp_dir() / "tables" / longpath.file_name(notebook, dataset, profile)
     return pd.read_csv(path, dtype={"commit": str, "label": str}) if path.is_file() else None

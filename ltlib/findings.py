@@ -26,7 +26,8 @@ import pandas as pd
 from .results import METRICS, Result, runs_table
 
 RULE = ("paired by seed; one seed: no verdict; several seeds: the sign of the difference counted over the "
-        "seeds, and 'beyond the seed noise' when the 95 % t-interval of the mean paired difference excludes 0")
+        "seeds (a difference below half the last printed digit counts as equal), and 'beyond the seed noise' when "
+        "the 95 % t-interval of the mean paired difference excludes 0")
 
 METRIC_NAMES = {"overall": "overall accuracy", "many": "many-shot accuracy", "medium": "medium-shot accuracy",
                 "few": "few-shot accuracy"}
@@ -90,13 +91,23 @@ class Finding:
         return float(self.differences.mean())
 
     @property
+    def digits(self) -> int:
+        """Decimals printed: 1 for accuracy points, 3 otherwise."""
+        return 1 if self.unit == "points" else 3
+
+    @property
+    def tolerance(self) -> float:
+        """Half the last printed digit: a smaller difference prints as zero, and counts as equal."""
+        return 0.5 * 10 ** -self.digits
+
+    @property
     def higher(self) -> int:
-        """Seeds where ``b`` is above ``a``."""
-        return int((self.differences > 0).sum())
+        """Seeds where ``b`` is above ``a`` (by more than :attr:`tolerance`)."""
+        return int((self.differences > self.tolerance).sum())
 
     @property
     def lower(self) -> int:
-        return int((self.differences < 0).sum())
+        return int((self.differences < -self.tolerance).sum())
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -123,7 +134,9 @@ class Finding:
             return "lower in every seed"
         if self.higher == 0 and self.lower == 0:
             return "equal in every seed"
-        return f"higher in {self.higher} of {self.n} seeds, lower in {self.lower}"
+        equal = self.n - self.higher - self.lower
+        parts = [f"{word} in {k}" for word, k in (("higher", self.higher), ("lower", self.lower), ("equal", equal)) if k]
+        return f"{parts[0]} of {self.n} seeds" + "".join(f", {p}" for p in parts[1:])
 
     @property
     def resolved(self) -> bool:
@@ -138,7 +151,7 @@ class Finding:
         return f"{self.consistency}, {noise}"
 
     def _num(self, value: float) -> str:
-        return signed(value, 1 if self.unit == "points" else 3)
+        return signed(value, self.digits)
 
     def values_text(self) -> str:
         """The per-seed differences, e.g. ``"+2.0 / −0.5 / +1.1 (seeds 0 / 1 / 2)"``."""

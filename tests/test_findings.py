@@ -56,6 +56,8 @@ def test_mixed_signs_are_counted():
     f = F.compare("A", _runs({0: 50, 1: 50, 2: 50}), "B", _runs({0: 49, 1: 53, 2: 54}))
     assert f.higher == 2 and f.lower == 1 and f.consistency == "higher in 2 of 3 seeds, lower in 1"
     assert not f.resolved
+    tiny = F.compare("A", _runs({0: 50, 1: 50, 2: 50}), "B", _runs({0: 50.04, 1: 51, 2: 52}))
+    assert tiny.consistency == "higher in 2 of 3 seeds, equal in 1" and not tiny.resolved   # +0.04 prints as +0.0
     level = F.compare("A", _runs({0: 50, 1: 50}), "B", _runs({0: 50, 1: 50}))
     assert level.consistency == "equal in every seed" and not level.resolved
 
