@@ -159,10 +159,12 @@ def provenance(table: pd.DataFrame) -> str:
     hardware and dates."""
     seeds = sorted({int(s) for s in table["seed"]})
     commits = sorted({str(c) for c in table["commit"].dropna() if str(c) and str(c) != "nan"})
-    threads = sorted({str(t) for t in table["threads"].dropna()})
+    trained = table[table["run"].notna() & (table["run"].astype(str) != "")] if "run" in table else table
+    threads = sorted({str(t) for t in (trained if len(trained) else table)["threads"].dropna()})
     hardware = sorted({str(h) for h in table["hardware"].dropna() if str(h)})
     dates = sorted({str(d) for d in table["date"].dropna()})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "?"
-    return (f"the long path (`{COMMAND}`, {table['profile'].iloc[0]} profile): seeds {', '.join(map(str, seeds))}; "
-            f"commit{'s' * (len(commits) > 1)} {', '.join(commits) or '?'}; {'/'.join(threads)} thread(s) per run; "
+    return (f"`{COMMAND}` ({table['profile'].iloc[0]} profile): seeds {', '.join(map(str, seeds))}; "
+            f"commit{'s' * (len(commits) > 1)} {', '.join(commits) or '?'}; "
+            f"{'/'.join(threads)} thread{'s' * (threads != ['1'])} per run; "
             f"{'; '.join(hardware) or '?'}; {when}; committed in `exp/summaries/longpath/`")

@@ -52,7 +52,7 @@ def headline_block(table: pd.DataFrame) -> str:
         paper = f"{reported(key).value:g} ({reported(key).source.split(',')[0]})" if key else ""
         lines.append(f"| {label} | {row['seeds']} | " + " | ".join(cells)
                      + f" | {row['train_time_s_mean']:.0f} | {paper} |")
-    return (f"From {longpath.provenance(table)}. Fashion-MNIST-LT at IF = 100, the quick profile (ResNet-32 width "
+    return (f"The long path: {longpath.provenance(table)}. Fashion-MNIST-LT at IF = 100, the quick profile (ResNet-32 width "
             "0.5, 30 epochs, fp32, each notebook's recipe); last-epoch test accuracy in %, mean ± std over seeds; "
             "strict groups; ECE on the test set, 15 bins, in %; training seconds per run (a stage-2 row: its stage 2 "
             "alone). The last column is what the papers report for CIFAR-100-LT with their own networks and "
@@ -78,7 +78,7 @@ def figure(table: pd.DataFrame, path: Path = FIGURE) -> Path:
     matplotlib.use("Agg")
     from .plots import plot_few_vs_many, save_figure
 
-    fig = plot_few_vs_many(headline_frame(table), title=f"Fashion-MNIST-LT IF 100, quick profile: "
+    fig = plot_few_vs_many(headline_frame(table), title=f"Fashion-MNIST-LT IF 100, the long path: "
                                                         f"{longpath.provenance(table)}")
     return save_figure(fig, path.stem, path.parent)
 

@@ -133,7 +133,6 @@ runs = run_grid({
     no_weight: config("imbsam", imbsam_tail_factor=1.0),
 }, seeds, device=dev)
 results.add_runs("runs", runs)
-print(caption(runs[sgd]))
 
 
 # ## 3. Results

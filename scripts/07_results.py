@@ -169,7 +169,8 @@ notebooks = sorted({claim.notebook for claim in C.CLAIMS})
 yours = {nb: C.own_results(nb, dataset, profile) for nb in notebooks}
 committed = {nb: longpath.load(nb, dataset, profile) for nb in notebooks}
 claims = C.claims_table(yours, committed)
-display(claims)
+display(claims[["claim", "compared", "metric", "reported (paper)", "your run: b − a", "your verdict",
+                "long path: b − a", "long-path verdict"]])
 F.show(f"Verdict rule (`ltlib.claims.VERDICT_RULE`): {C.VERDICT_RULE}.")
 provenance = next((t for t in committed.values() if t is not None), None)
 if provenance is not None:
@@ -200,7 +201,9 @@ F.show(
         f"**Training time per run** (as trained, see the hardware column; a stage-2 row counts its stage 2 only): "
         f"{time.min():.0f} s ({time.idxmin()}) to {time.max():.0f} s ({time.idxmax()}).",
         "**Claims, your run:** " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(claims)}).",
-        "**Claims, long path:** " + ", ".join(f"{n} {v}" for v, n in long_counts.items()) + f" (of {len(claims)}).",
+        "**Claims, long path:** " + ", ".join(f"{n} {v}" for v, n in long_counts.items()) + f" (of {len(claims)}): "
+        + "; ".join(f"{verdict}: " + ", ".join(claims.loc[claims["long-path verdict"] == verdict, "claim"])
+                    for verdict in long_counts.index) + ".",
     ]),
 )
 
