@@ -35,28 +35,24 @@ import torch.nn.functional as F
 from . import io
 from .config import RunConfig
 from .data.loader import DeviceLoader
-from .data.sources import ImageSet
+from .data.sources import ImageSet, load_fashion_mnist
 from .env import configure_threads, cpu_model, resolve_device
 from .evaluate import eval_mode, evaluate
 from .experiment import default_exp_dir
 from .losses import CrossEntropy
 from .models import build_model
 from .optim.schedules import build_schedule
-from .data.mixing import MIXINGS, build_mixing
+from .data.mixing import build_mixing
 from .optim.ccsam import CCSAMOptions
 from .optim.sam import SAMOptions
-from .optim.step import STEPS, autocast_for, build_sgd, build_step
+from .optim.step import autocast_for, build_sgd, build_step, step_passes
 from .train import train_epoch
 
 MEAN, STD = (0.2860,) * 3, (0.3530,) * 3
-# Step strategies and mixing rules the benchmark times once they exist, and the issue that adds them.
-LATER_STEPS = {"sam": "issue 6", "asam": "issue 6", "imbsam": "issue 6", "ccsam": "issue 7"}
-# Forward + backward passes of a step, in units of one plain step (a backward ~ 2 forwards in FLOPs):
-# SAM / ASAM 2F + 2B; ImbSAM 2F + 3B (the head and tail backwards share the first graph); CC-SAM 1F + 1B
-# (its per-class work is on the classifier and B x B Gram matrices only).
-STEP_PASSES = {"sgd": 1.0, "sam": 2.0, "sam_adaptive": 2.0, "asam": 2.0, "imbsam": 8 / 3, "ccsam": 1.0}
+# The step strategies and mixing rules the benchmark times beside the plain step; a step's cost in plain steps
+# (for its FLOP count) is its registry entry's ``passes``.
+BENCH_STEPS = ("sam", "asam", "imbsam", "ccsam")
 BENCH_TAIL = (7, 8, 9)  # ImbSAM's tail classes in the benchmark (its cost does not depend on which)
-LATER_MIXING = {"cmo": "issue 8"}
 # CMO as its recipe runs it (p 0.5), on in every epoch of the benchmark
 BENCH_MIXING = {"cmo": dict(prob=0.5, epochs=10**9, start=-1, end=0)}
 
@@ -67,7 +63,6 @@ def bench_images(n: int, shape: tuple[int, int, int], split: str = "test", seed:
     """``n`` Fashion-MNIST images in ``shape`` (28x28x1 native, or 32x32x3: zero-padded by 2 and
     replicated, the CIFAR shape); random images when the data set is not installed."""
     try:
-        from .data.sources import load_fashion_mnist
         raw = load_fashion_mnist(split)
         images, labels = raw.images[:n], raw.labels[:n]
     except Exception:  # noqa: BLE001 - no data set: timing needs only the shape
@@ -180,7 +175,7 @@ def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_si
     schedule = build_schedule("cosine", 0.1, epochs=10_000)
     loss_fn = CrossEntropy()
     epoch = iter(range(10**9))
-    flops = 3 * model_flops(model, shape, device) * STEP_PASSES.get(step_name, 2.0)
+    flops = 3 * model_flops(model, shape, device) * step_passes(step_name)
 
     def run() -> None:
         train_epoch(trained, loader, step, loss_fn, schedule, next(epoch))
@@ -239,15 +234,6 @@ def conv_ceiling(precision: str, channels_last: bool, device: torch.device, batc
     flops = 3 * 2 * 32 * 32 * 16 * 16 * 9  # forward + grad-input + grad-weight, per image
     label = f"ceiling: conv3x3 16->16 32x32, fwd+bwd, {precision}{' channels_last' if channels_last else ''}"
     return Variant(label, "ceiling", run, batch * iters, iters, flops_per_image=flops)
-
-
-def later_variants() -> list[dict]:
-    """Rows for methods that do not exist yet: skipped, with the issue that brings them."""
-    rows = [{"name": f"{name} step", "skipped": f"not implemented yet ({issue})"}
-            for name, issue in LATER_STEPS.items() if name not in STEPS]
-    rows += [{"name": f"{name} step", "skipped": f"not implemented yet ({issue})"}
-             for name, issue in LATER_MIXING.items() if name not in MIXINGS]
-    return rows
 
 
 # --------------------------------------------------------------------------- timing
@@ -336,9 +322,6 @@ def print_table(rows: list[dict], machine: dict) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        if "skipped" in r:
-            print(f"{r['name']:<58} skipped: {r['skipped']}")
-            continue
         rate = f"{r['images_per_s']:.0f} [{r['images_per_s_min']:.0f}..{r['images_per_s_max']:.0f}]"
         ratio = f"{r['ratio']:.2f} [{r['ratio_min']:.2f}..{r['ratio_max']:.2f}]" if "ratio" in r else ""
         print(f"{r['name'][:58]:<58} {rate:>26} {r['ms_per_step']:>8.1f} {r['gflops_per_s']:>8.1f} {ratio:>20} "
@@ -382,16 +365,16 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
     ]
     # half the steps for two-pass steps: they cost about two plain ones (ratios are per image)
     step_runs = {name: ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size,
-                                   max(steps // int(STEP_PASSES[name] + 0.5), 1), dev, width, config, step_name=name,
+                                   max(steps // int(step_passes(name) + 0.5), 1), dev, width, config, step_name=name,
                                    baseline=plain.name)
-                 for name in LATER_STEPS if name in STEPS}
+                 for name in BENCH_STEPS}
     if "ccsam" in step_runs:   # as its recipe runs it: with input mixup
         step_runs["ccsam+mixup"] = ltlib_train("ltlib ccsam step + mixup, 32x32x3", train32, cifar, batch_size, steps,
                                                dev, width, config, step_name="ccsam", baseline=plain.name,
                                                mixing="mixup")
     step_runs.update({name: ltlib_train(f"ltlib sgd step + {name}, 32x32x3", train32, cifar, batch_size, steps, dev,
                                         width, config, baseline=plain.name, mixing=name)
-                      for name in LATER_MIXING if name in MIXINGS})
+                      for name in BENCH_MIXING})
     variants += step_runs.values()
     eval_model = build_model("resnet32", 10, in_channels=3, width=width).to(dev)
     ref_eval = reference_eval(eval_model, test32, dev)
@@ -426,7 +409,7 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         "machine": machine,
         "settings": {"tiny": tiny, "repeats": repeats, "steps": steps, "batch_size": batch_size,
                      "eval_images": eval_images, "width": width},
-        "results": rows + later_variants(),
+        "results": rows,
         "train_speedup": by_name[plain.name]["ratio"],
         "train_speedup_native_28x28x1": by_name[native_run.name]["ratio"],
         "eval_speedup": by_name[fast_eval.name]["ratio"],

@@ -1,7 +1,7 @@
 """Side-by-side benchmark of how to spend a CPU's cores on many runs: ``python -m ltlib.bench_jobs``.
 
 Three ways to train the same ``runs`` quick-profile runs (one per core by default, different seeds), each in
-fresh worker processes (:func:`ltlib.jobs.run_tasks`) so that every way pays the same start-up:
+fresh worker processes (:func:`ltlib.workers.run_tasks`) so that every way pays the same start-up:
 
 * one run at a time with one thread per core (what ltlib did before :mod:`ltlib.jobs`);
 * one run at a time with one thread;

@@ -66,7 +66,7 @@ def run_calibration(run, bins: int = BINS, cache: bool = True) -> dict:
             raise CheckpointError(f"{path} is damaged ({err}); delete it to recompute") from err
     config = run.config
     data = load_data(config.data_config)
-    logits = predict_logits(run.model, data.test.images, tta=config.tta, **eval_options(config, data))
+    logits = predict_logits(run.model, data.test.images, tta=config.base.tta, **eval_options(config, data))
     table = reliability_bins(logits * logit_scale(config), data.test.labels, bins)
     result = {"bins": bins, "ece": ece_from_bins(table), "split": "test", "selection": "last",
               "table": table.to_dict("records")}

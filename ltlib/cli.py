@@ -13,8 +13,12 @@ import argparse
 import json
 import sys
 
+import torch.distributed as dist
+
 from .config import make_config
+from .distributed import init_from_env, rank_device
 from .errors import ConfigError
+from .experiment import run
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -42,11 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--exp-dir", default=None)
     args = parser.parse_args(argv)
-
-    import torch.distributed as dist
-
-    from .distributed import init_from_env, rank_device
-    from .experiment import run
 
     config = make_config(args.profile, args.recipe, args.dataset, **parse_overrides(args.set))
     info = init_from_env()

@@ -223,6 +223,12 @@ class RunConfig:
         return self.replace(seed=seed)
 
     @property
+    def base(self) -> "RunConfig":
+        """The config whose seed, precision, execution switches and evaluation protocol the run uses (itself; a
+        stage-2 run's is its stage-1 config)."""
+        return self
+
+    @property
     def data_config(self) -> "RunConfig":
         """The config whose data fields define the training and test sets (itself)."""
         return self

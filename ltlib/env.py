@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import ConfigError
 
 
@@ -141,8 +142,6 @@ def git_commit() -> str | None:
 
 def environment(device: torch.device) -> dict:
     """What a result was computed on: versions, device, CPU model, threads and the date."""
-    from . import __version__
-
     info = {
         "ltlib": __version__,
         "git_commit": git_commit(),

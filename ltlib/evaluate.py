@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .data.augment import center_crop as crop_centre, normalize
+from .data import augment
 from .data.longtail import GROUP_NAMES, ClassGroups
 from .data.sources import ImageSet
 from .models.fold import fold_batchnorm
-from .optim.step import autocast_for
+from .precision import DEFAULT_PRECISION, autocast_for
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,33 @@ def logit_scale(config) -> float:
     return float(model_config.ldam_s) if model_config.classifier == "normed" else 1.0
 
 
-@torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float, ...], std: tuple[float, ...],
-                   batch_size: int = 250, precision: str = "bf16", channels_last: bool = True,
+                   batch_size: int = 250, precision: str = DEFAULT_PRECISION, channels_last: bool = True,
                    tta: bool = False, fold_bn: bool = True, device: torch.device | str | None = None,
-                   output: str = "logits", center_crop: int | None = None) -> torch.Tensor:
-    """Float32 logits (or ``output="features"``: the pooled features) for uint8 ``images`` in eval mode,
-    batched (250 is the measured CPU sweet spot).
+                   center_crop: int | None = None) -> torch.Tensor:
+    """Float32 logits for uint8 ``images`` in eval mode, batched (250 is the measured CPU sweet spot).
 
     ``fold_bn`` evaluates a copy with BatchNorm folded into the convolutions (same function, faster).
     ``center_crop`` evaluates the centre crop of that side (the ImageNet-style view of a folder data set).
+    ``tta`` averages the logits of the image and its horizontal flip.
     """
+    return _predict(model, images, "logits", mean=mean, std=std, batch_size=batch_size, precision=precision,
+                    channels_last=channels_last, tta=tta, fold_bn=fold_bn, device=device, center_crop=center_crop)
+
+
+def predict_features(model: nn.Module, images: torch.Tensor, *, mean: tuple[float, ...], std: tuple[float, ...],
+                     batch_size: int = 250, precision: str = DEFAULT_PRECISION, channels_last: bool = True,
+                     fold_bn: bool = True, device: torch.device | str | None = None,
+                     center_crop: int | None = None) -> torch.Tensor:
+    """Float32 pooled features (``model.features``, the classifier's input) for uint8 ``images``, as
+    :func:`predict_logits` computes its logits."""
+    return _predict(model, images, "features", mean=mean, std=std, batch_size=batch_size, precision=precision,
+                    channels_last=channels_last, tta=False, fold_bn=fold_bn, device=device, center_crop=center_crop)
+
+
+@torch.inference_mode()
+def _predict(model: nn.Module, images: torch.Tensor, output: str, *, mean, std, batch_size: int, precision: str,
+             channels_last: bool, tta: bool, fold_bn: bool, device, center_crop: int | None) -> torch.Tensor:
     device = torch.device(device) if device is not None else next(model.parameters()).device
     shape = (1, -1, 1, 1)
     mean_t = torch.tensor(mean, device=device).view(shape)
@@ -84,13 +100,13 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, mean: tuple[float,
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             if center_crop:
-                batch = crop_centre(batch, center_crop)
-            x = normalize(batch.to(device), mean_t, std_t, channels_last)
+                batch = augment.center_crop(batch, center_crop)
+            x = augment.normalize(batch.to(device), mean_t, std_t, channels_last)
             with autocast():
-                logits = forward(x).float()
+                values = forward(x).float()
                 if tta:
-                    logits = (logits + forward(x.flip(3)).float()) / 2
-            out.append(logits)
+                    values = (values + forward(x.flip(3)).float()) / 2
+            out.append(values)
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -106,7 +122,7 @@ def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes
 
 
 def evaluate(model: nn.Module, data: ImageSet, *, mean: tuple[float, ...], std: tuple[float, ...],
-             batch_size: int = 250, precision: str = "bf16", channels_last: bool = True, tta: bool = False,
+             batch_size: int = 250, precision: str = DEFAULT_PRECISION, channels_last: bool = True, tta: bool = False,
              fold_bn: bool = True, device: torch.device | str | None = None,
              center_crop: int | None = None) -> EvalResult:
     """Accuracy of ``model`` on ``data``, per class."""

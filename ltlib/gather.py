@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from . import io, papers
+from .calibration import run_calibration
 from .env import hardware_label
 from .experiment import config_from_dict, default_exp_dir, is_finished
-from .results import format_mean_std, summarize
+from .results import METRICS, format_mean_std, summarize
 
-METRICS = ("overall", "many", "medium", "few")
 RUN_COLUMNS = ("run", "name", "stage", "method", "loss", "reweight", "sampler", "mixing", "step", "stage2",
                "stage2_loss", "stage2_sampler", "stage2_step", "dataset", "imbalance_factor", "epochs", "profile",
                "seed", *METRICS, "train_time_s", "hardware", "group", "path", "config")
@@ -150,8 +150,6 @@ def headline_table(runs_by_label, reported: dict[str, str] | None = None) -> pd.
     """One row per label of finished runs (several seeds each): accuracy mean and std (:func:`ltlib.results.summarize`),
     ECE (15 bins, test set, cached beside each run), training seconds per run, hardware, and the reported number
     of ``reported[label]`` (a key of :data:`ltlib.papers.REPORTED`) if given."""
-    from .calibration import run_calibration
-
     accuracy = summarize(runs_by_label)
     table = accuracy[["seeds", *(c for m in METRICS for c in (m, f"{m}_std"))]].rename(
         columns={m: f"{m}_mean" for m in METRICS})

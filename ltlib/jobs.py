@@ -8,53 +8,27 @@ in a notebook.
 
     runs = run_grid({"SGD": sgd_config, "SAM": sam_config}, seeds=[0, 1, 2])   # label -> [Run per seed]
 
-Workers are fresh ``python -m ltlib.jobs`` processes (not ``multiprocessing``, which would re-execute an
-exported notebook script in every worker). ``LTLIB_JOBS`` sets how many run at once; on a GPU it is 1.
+Workers are fresh processes (:mod:`ltlib.workers`). ``LTLIB_JOBS`` sets how many run at once; on a GPU it is 1.
 """
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
-from .env import available_cpus, env_count, resolve_device, run_threads
+from .env import resolve_device
 from .errors import ConfigError
 from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
-from .progress import Progress, duration
+from .optim.step import step_passes
 from .stage2 import Stage2Config
+from .workers import JobError, Task, default_jobs, run_tasks
 
-# the cost of one epoch relative to a plain SGD epoch (README, "Speed": SAM 2.0x, ImbSAM 2.6x, CC-SAM 1x)
-_STEP_COST = {"sam": 2.0, "sam_adaptive": 2.0, "asam": 2.0, "imbsam": 2.6}
+__all__ = ["JobError", "Task", "default_jobs", "run_grid", "run_tasks", "train_job", "train_missing", "train_task"]
+
+# a stage-2 epoch against a plain stage-1 epoch (only the classifier trains); a stage-1 epoch costs its step's passes
 _STAGE2_COST = 0.5
-
-
-class JobError(RuntimeError):
-    """A worker process failed; the message ends with the tail of its output."""
-
-
-@dataclass
-class Task:
-    """One job for a worker: its label (for the progress bar and errors), the worker's arguments and a cost
-    used to start the longest jobs first."""
-
-    name: str
-    args: list[str]
-    cost: float = 1.0
-
-
-def default_jobs(device: str | torch.device = "auto") -> int:
-    """How many runs train at once: ``LTLIB_JOBS``, else one per ``run_threads`` cores on CPU, 1 on a GPU."""
-    threads = run_threads(resolve_device(device))
-    default = 1 if threads is None else max(1, available_cpus() // threads)
-    return env_count("LTLIB_JOBS", default, "runs")
 
 
 def run_grid(configs: Mapping[str, object], seeds: Sequence[int] | Mapping[str, Sequence[int]], *,
@@ -119,65 +93,17 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
 
 def train_task(config, exp_dir: Path, data_dir: str | None = None) -> Task:
     """The worker task that trains ``config`` into ``exp_dir``."""
-    return Task(config.run_name, ["train", json.dumps(config.to_dict()), str(exp_dir), data_dir or ""], _cost(config))
+    return Task(config.run_name, "ltlib.jobs:train_job", [json.dumps(config.to_dict()), str(exp_dir), data_dir or ""],
+                _cost(config))
 
 
 def _cost(config) -> float:
     if isinstance(config, Stage2Config):
         return _STAGE2_COST * config.epochs
-    return _STEP_COST.get(config.step, 1.0) * config.epochs
+    return step_passes(config.step) * config.epochs
 
 
-def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress: bool = True) -> None:
-    """Run ``tasks`` in ``jobs`` worker processes at a time, longest first; the first failure stops the
-    others (an interrupted run resumes from its last finished epoch next time) and raises :class:`JobError`."""
-    queue = sorted(tasks, key=lambda t: -t.cost)
-    env = {**os.environ, "OMP_NUM_THREADS": str(run_threads(torch.device("cpu"))), "LTLIB_JOBS": "1"}
-    running: dict[subprocess.Popen, tuple[Task, Path, float]] = {}
-    done: list[str] = []
-    side = min(jobs, len(queue))
-    with tempfile.TemporaryDirectory(prefix="ltlib-jobs-") as logs, \
-            Progress(len(queue), desc, "runs" if desc == "training" else "jobs", enabled=progress) as bar:
-        try:
-            while queue or running:
-                while queue and len(running) < jobs:
-                    task = queue.pop(0)
-                    log = Path(logs) / f"{len(queue)}.log"
-                    with open(log, "wb") as out:
-                        proc = subprocess.Popen([sys.executable, "-m", "ltlib.jobs", *task.args], env=env,
-                                                stdout=out, stderr=subprocess.STDOUT)
-                    running[proc] = (task, log, time.perf_counter())
-                bar.update(0, ", ".join(t.name for t, _, _ in running.values()))
-                time.sleep(0.2)
-                for proc in [p for p in running if p.poll() is not None]:
-                    task, log, started = running.pop(proc)
-                    if proc.returncode != 0:
-                        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-                        raise JobError(f"{task.name} failed in its worker (exit {proc.returncode}):\n{tail}")
-                    done.append(f"  {task.name}: {duration(time.perf_counter() - started)}")
-                    bar.update(1, ", ".join(t.name for t, _, _ in running.values()), force=True)
-            bar.close("\n".join([f"{bar.summary()}, {side} side by side:", *done]))
-        finally:
-            for proc in running:
-                proc.terminate()
-            for proc in running:
-                proc.wait()
-
-
-def _worker(argv: list[str]) -> int:
-    """``train CONFIG_JSON EXP_DIR DATA_DIR`` or ``analyse RUN_DIR SETTINGS_JSON SEED ASCENT_ETA``."""
-    kind, *rest = argv
-    if kind == "train":
-        config_json, exp_dir, data_dir = rest
-        run(config_from_dict(json.loads(config_json)), exp_dir=exp_dir, device="cpu", data_dir=data_dir or None,
-            progress=False)
-    elif kind == "analyse":
-        from .sharpness.report import analyse_path
-        analyse_path(*rest)
-    else:
-        raise SystemExit(f"unknown job kind {kind!r}: 'train' or 'analyse'")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))
+def train_job(config_json: str, exp_dir: str, data_dir: str) -> None:
+    """What a worker of :func:`train_task` runs: train (or load) the config given as JSON into ``exp_dir``."""
+    run(config_from_dict(json.loads(config_json)), exp_dir=exp_dir, device="cpu", data_dir=data_dir or None,
+        progress=False)

@@ -7,16 +7,15 @@ import time
 import torch
 
 from .config import RunConfig
+from .data.mixing import MIXINGS
 from .env import available_cpus, configure_threads, cpu_model, resolve_device, run_threads
 from .jobs import default_jobs
+from .optim.step import STEPS
 from .progress import duration
 
 _SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "mixing",
           "step", "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",
           "crop_padding", "flip", "group_scheme", "tta")
-
-_SAM_SHOWN = {"sam": ("rho",), "sam_adaptive": ("rho",), "asam": ("rho", "asam_eta"),
-              "imbsam": ("rho", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor")}
 
 
 def resolve_profile(profile: str) -> str:
@@ -54,12 +53,8 @@ def finish() -> None:
 
 def describe(config: RunConfig) -> str:
     """The settings that define a run, one line each, as the notebooks print them."""
-    shown = _SHOWN
-    if config.mixing == "mixup":
-        shown += ("mixup_alpha",)
-    if config.step == "ccsam":
-        shown += ("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude", "drop_last")
-    elif config.step != "sgd":
-        shown += _SAM_SHOWN.get(config.step, ()) + ("bn_second_pass", "sam_restore")
+    # each mixing rule and step strategy names the fields it shows in its registry entry
+    shown = (*_SHOWN, *MIXINGS.entry(config.mixing).info.get("shown", ()),
+             *STEPS.entry(config.step).info.get("shown", ()))
     lines = [f"{name:>18}: {getattr(config, name)}" for name in shown]
     return "\n".join([f"{config.profile} profile, {config.recipe} recipe", *lines])

@@ -11,10 +11,12 @@ import pandas as pd
 import torch
 from matplotlib.patches import Patch
 
+from .calibration import ece_from_bins
 from .data.datasets import LongTailData
 from .data.longtail import GROUP_NAMES
 from .experiment import Run, default_exp_dir
 from .results import caption, eps_ratios, per_class, runs_table
+from .targets import MixedTargets
 
 GROUP_COLORS = {"many": "#4c72b0", "medium": "#dd8452", "few": "#c44e52"}
 
@@ -250,8 +252,6 @@ def _wrap(text: str, width: int = 100) -> str:
 def plot_mixed_batch(images, targets, class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
                      count: int = 8) -> plt.Figure:
     """The first ``count`` images of a mixed batch, titled with both labels and their weights."""
-    from .data.mixing import MixedTargets
-
     n = min(count, len(images))
     fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.2))
     axes = np.atleast_1d(axes)
@@ -489,8 +489,6 @@ def place_labels(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[
 def plot_reliability(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
     """Reliability diagrams (accuracy against confidence per bin, from :func:`ltlib.calibration.reliability_bins`),
     one panel per model, with the ECE in the title and the diagonal of perfect calibration."""
-    from .calibration import ece_from_bins
-
     labels = list(tables)
     fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 3.4), sharey=True)
     axes = np.atleast_1d(axes)

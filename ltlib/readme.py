@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import io, longpath
 from .papers import reported
+from .plots import plot_few_vs_many, save_figure
 from .results import format_mean_std
 from .series import REPORTED_KEYS
 
@@ -73,11 +74,6 @@ def timings_block(timings: dict) -> str:
 
 def figure(table: pd.DataFrame, path: Path = FIGURE) -> Path:
     """The few-shot against many-shot figure of the headline models, from the same results."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from .plots import plot_few_vs_many, save_figure
-
     fig = plot_few_vs_many(headline_frame(table), title=f"Fashion-MNIST-LT IF 100, the long path: "
                                                         f"{longpath.provenance(table)}")
     return save_figure(fig, path.stem, path.parent)

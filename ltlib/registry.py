@@ -5,8 +5,8 @@ their one-line descriptions, so a typo in a notebook parameter is fixed in one l
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import ConfigError
 
@@ -18,6 +18,7 @@ class Entry(Generic[T]):
     name: str
     value: T
     description: str
+    info: Mapping[str, Any] = field(default_factory=dict)   # what the rest of the library reads (a step's passes)
 
 
 class Registry(Generic[T]):
@@ -27,15 +28,17 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def add(self, name: str, value: T, description: str) -> T:
+    def add(self, name: str, value: T, description: str, **info: Any) -> T:
+        """Register ``value`` as ``name``; ``info`` holds what other layers need to know about it (for a step
+        strategy: ``passes``, its cost in plain steps)."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = Entry(name, value, description)
+        self._entries[name] = Entry(name, value, description, dict(info))
         return value
 
-    def register(self, name: str, description: str) -> Callable[[T], T]:
+    def register(self, name: str, description: str, **info: Any) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
-        return lambda value: self.add(name, value, description)
+        return lambda value: self.add(name, value, description, **info)
 
     def get(self, name: str) -> T:
         return self.entry(name).value

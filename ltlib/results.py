@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .env import hardware_label
+from .config import RunConfig
 from .experiment import Run
 
 METRICS = ("overall", "many", "medium", "few")
@@ -94,7 +95,7 @@ def caption(runs: Sequence[Run] | Mapping[str, Sequence[Run]]) -> str:
     """
     if isinstance(runs, Mapping):
         seed_sets = Counter(tuple(sorted({r.config.seed for r in rs})) for rs in runs.values() if rs)
-        stage1 = [r for rs in runs.values() for r in rs if not hasattr(r.config, "stage1")]
+        stage1 = [r for rs in runs.values() for r in rs if isinstance(r.config, RunConfig)]
         text = caption(stage1 or [r for rs in runs.values() for r in rs])
         if len(seed_sets) > 1:
             each = ", ".join(f"{','.join(map(str, seeds))} for {n} model{'s' if n > 1 else ''}"

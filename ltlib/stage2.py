@@ -14,7 +14,7 @@ Weight balancing's second stage (algorithms.md §2.3-2.6) and cRT as one config 
   (``step="ccsam"``, :class:`~ltlib.optim.ccsam.CCSAMFeatureStep`); ``step="sgd"`` on the same recipe is
   the ablation's "cRT" row.
 
-Post-hoc L2 / tau-normalisation of the classifier rows (bias untouched) and a tau sweep are here too.
+Post-hoc L2 / tau-normalisation of a trained model's classifier rows is in :mod:`ltlib.posthoc`.
 """
 from __future__ import annotations
 
@@ -24,32 +24,23 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import LABEL_FIELDS, RunConfig, _check_type
 from .data.datasets import DATASETS, LongTailData
-from .data.longtail import class_groups
 from .data.samplers import SAMPLERS
 from .errors import ConfigError
-from .evaluate import accuracy_from_logits, predict_logits
-from .experiment import Run, Setup, eval_options, run, train_loader
 from .losses import LOSSES, build_loss
 from .models import classifier_weight, reset_classifier
 from .optim.ccsam import CCSAMFeatureStep, check_up_limit
 from .optim.schedules import SCHEDULES, build_schedule
-from .optim.step import SGDStep, StepResult, autocast_for, build_sgd
+from .optim.step import SGDStep, StepResult, build_sgd
+from .precision import autocast_for
 from .registry import Registry
-
-# The stage-1 settings a stage-2 run evaluates and executes with (it has no say in them).
-_FROM_STAGE1 = ("seed", "precision", "channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn",
-                "tta", "select_on_test", "group_scheme", "crop_padding", "flip", "drop_last", "profile")
-
+from .setup import Setup, train_loader
 
 # Added with CC-SAM: hashed only when the step uses them, so earlier stage-2 runs keep their hash.
 _CCSAM_STAGE2_FIELDS = ("step", "adv_scale", "adv_div", "up_limit")
@@ -126,12 +117,22 @@ class Stage2Config:
                     f"on {self.dataset}."
                 )
 
-    def __getattr__(self, name: str):
-        if name in _FROM_STAGE1:
-            return getattr(self.stage1, name)
-        raise AttributeError(name)
-
     # --- what the shared run machinery asks of a config
+    @property
+    def base(self) -> RunConfig:
+        """The stage-1 config whose seed, precision, execution switches and evaluation protocol (TTA, selection,
+        groups) this run uses: a stage-2 run has no say in them."""
+        return self.stage1
+
+    @property
+    def seed(self) -> int:
+        """The stage-1 run's seed: a stage-2 run is that run's classifier, retrained."""
+        return self.stage1.seed
+
+    @property
+    def profile(self) -> str:
+        return self.stage1.profile
+
     @property
     def data_config(self) -> RunConfig:
         return self.stage1 if self.dataset is None else self.stage1.replace(dataset=self.dataset)
@@ -285,15 +286,14 @@ class Stage2Step:
                 "clip_fractions": fractions}
 
 
-def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device, exp_dir=None,
-                 progress: bool = True) -> Setup:
-    """Load (or train) the stage-1 run, freeze its backbone and set up classifier-only training."""
-    first = run(config.stage1, exp_dir=exp_dir, device=device, progress=progress)
-    classes = classifier_weight(first.model.classifier).shape[0]
+def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device, stage1_model: nn.Module) -> Setup:
+    """Freeze a copy of the stage-1 model's backbone and set up classifier-only training. The run layer
+    (:func:`ltlib.experiment.run`) resolves ``config.stage1`` to its trained model and hands it in."""
+    classes = classifier_weight(stage1_model.classifier).shape[0]
     if classes != data.num_classes:
-        raise ConfigError(f"stage-1 run {first.path.name} classifies {classes} classes, but stage 2 trains on "
-                          f"{data.name} with {data.num_classes}")
-    model = copy.deepcopy(first.model).to(device)
+        raise ConfigError(f"the stage-1 model ({config.stage1.run_name}) classifies {classes} classes, but stage 2 "
+                          f"trains on {data.name} with {data.num_classes}")
+    model = copy.deepcopy(stage1_model).to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     if config.reinit_classifier:
@@ -302,14 +302,14 @@ def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device,
     for p in model.classifier.parameters():
         p.requires_grad_(True)
     optimizer = build_sgd(model.classifier, config.lr, config.momentum, config.weight_decay,
-                          impl=config.optimizer_impl)
+                          impl=config.base.optimizer_impl)
     loss_kw = {"beta": config.cb_beta} if config.loss == "cb_bce" else {}
     # no mixing in stage 2, and the last partial batch is kept (CC-SAM's class-aware loader does)
     loader = train_loader(config.stage1, data, config.sampler, config.batch_size, device, drop_last=False)
     weight = classifier_weight(model.classifier)
     maxnorm = MaxNorm(weight, config.maxnorm_thresh) if config.maxnorm_thresh is not None else None
     every = 1 if config.maxnorm_every == "iteration" else len(loader)
-    autocast = autocast_for(config.precision, device)
+    autocast = autocast_for(config.base.precision, device)
     if config.step == "ccsam":
         inner = CCSAMFeatureStep(optimizer, model, data.class_counts.tolist(), epochs=config.epochs,
                                  scale=config.adv_scale, div=config.adv_div, up_limit=config.up_limit,
@@ -319,70 +319,3 @@ def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device,
     step = Stage2Step(inner, weight, maxnorm, every, config.bn == "frozen")
     return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist(), **loss_kw),
                  build_schedule(config.schedule, config.lr, config.epochs), loader, epoch_log=step.epoch_log)
-
-
-# --------------------------------------------------------------------------- post-hoc normalisation
-
-def _check_tau(tau: object) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, Real) or not np.isfinite(tau) or tau < 0:
-        raise ConfigError(f"tau must be a number >= 0 (0 = unchanged, 1 = L2-normalised rows), got {tau!r}")
-    return float(tau)
-
-
-def tau_normalized_weight(weight: torch.Tensor, tau: float) -> torch.Tensor:
-    """Rows divided by their norm to the power tau: tau = 1 is L2 normalisation, tau = 0 the identity."""
-    tau = _check_tau(tau)
-    return weight / weight.norm(dim=1, keepdim=True).pow(tau)
-
-
-def tau_normalize(model: nn.Module, tau: float) -> nn.Module:
-    """A copy of ``model`` whose linear classifier rows are tau-normalised; the bias is left as it is."""
-    if not isinstance(model.classifier, nn.Linear):
-        raise ConfigError("tau-normalisation needs a linear classifier (NormedLinear rows are normalised already)")
-    out = copy.deepcopy(model)
-    with torch.no_grad():
-        out.classifier.weight.copy_(tau_normalized_weight(model.classifier.weight, tau))
-    return out
-
-
-def tau_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.1), 2), *,
-              device: torch.device | str | None = None) -> pd.DataFrame:
-    """Overall / many / medium / few on val and test for each tau, from features extracted once."""
-    taus = [_check_tau(t) for t in taus]
-    cfg = run_.config
-    model = run_.model
-    if not isinstance(model.classifier, nn.Linear):
-        raise ConfigError("tau-normalisation needs a linear classifier")
-    kw = dict(eval_options(cfg, data), device=device, output="features")
-    groups = class_groups(data.class_counts, cfg.group_scheme)
-    splits = {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
-    feats = {name: predict_logits(model, split.images, **kw) for name, split in splits.items()}
-    weight, bias = model.classifier.weight.detach().float(), model.classifier.bias.detach().float()
-    rows = []
-    for tau in taus:
-        w = tau_normalized_weight(weight.to(next(iter(feats.values())).device), tau)
-        for name, split in splits.items():
-            res = accuracy_from_logits(F.linear(feats[name], w, bias.to(w.device)), split.labels, data.num_classes)
-            rows.append({"tau": tau, "split": name, **{k: v for k, v in res.summary(groups).items()
-                                                       if k != "per_class"}, "per_class": res.per_class.tolist()})
-    return pd.DataFrame(rows)
-
-
-def tau_result(run_: Run, sweep: pd.DataFrame, tau: float) -> dict:
-    """One tau of a sweep as a result row (test split), like a run's: seed, groups, per-class accuracy and
-    the classifier norms after normalisation (``||w_c|| ** (1 - tau)``)."""
-    row = sweep[(sweep["split"] == "test") & np.isclose(sweep["tau"], tau)]
-    if row.empty:
-        raise ValueError(f"tau {tau} is not in the sweep")
-    r = row.iloc[0]
-    norms = np.asarray(run_.metrics["classifier_norms"]) ** (1 - tau)
-    return {"name": f"tau={tau:g}", "seed": run_.config.seed, "tau": tau, "overall": r["overall"], "many": r["many"],
-            "medium": r["medium"], "few": r["few"], "per_class": r["per_class"], "classifier_norms": norms.tolist()}
-
-
-def best_tau(sweep: pd.DataFrame, split: str = "val") -> float:
-    """The tau with the best overall accuracy on ``split`` (the smallest such tau on a tie)."""
-    part = sweep[sweep["split"] == split]
-    if part.empty:
-        raise ValueError(f"the sweep has no {split!r} split; choose tau on 'val' (needs a validation split)")
-    return float(part.sort_values(["overall", "tau"], ascending=[False, True]).iloc[0]["tau"])

@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 
 from .data.loader import DeviceLoader
-from .data.mixing import primary_labels
 from .errors import TrainingDivergedError
-from .optim.step import LossFn, StepStrategy
+from .optim.step import StepStrategy
+from .targets import LossFn, primary_labels
 from .progress import Progress, duration
 
 EvalFn = Callable[[nn.Module, int], dict]

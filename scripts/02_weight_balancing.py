@@ -52,8 +52,9 @@ from ltlib.experiment import load_data
 from ltlib.jobs import run_grid
 from ltlib.notebook import describe, finish, resolve_profile, setup
 from ltlib.papers import reference_column, sources
+from ltlib.posthoc import best_tau, tau_result, tau_sweep
 from ltlib.results import caption, display_table, per_class, summarize
-from ltlib.stage2 import best_tau, make_stage2, tau_result, tau_sweep
+from ltlib.stage2 import make_stage2
 
 profile = resolve_profile(profile)
 dev = setup(device)

@@ -36,7 +36,7 @@ def assert_accuracy_is_a_fresh_evaluation(run, selection: str = "last") -> None:
 
     config = run.config
     data = load_data(config.data_config)
-    logits = predict_logits(run.model, data.test.images, tta=config.tta, **eval_options(config, data))
+    logits = predict_logits(run.model, data.test.images, tta=config.base.tta, **eval_options(config, data))
     predicted = logits.argmax(1).cpu().tolist()
     labels = data.test.labels.cpu().tolist()
     hits = [0] * data.num_classes

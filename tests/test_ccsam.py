@@ -10,7 +10,8 @@ from torch.func import functional_call
 
 from ltlib.config import make_config
 from ltlib.data.loader import DeviceLoader
-from ltlib.data.mixing import MixedTargets, Mixup, build_mixing, mixed_losses, primary_labels
+from ltlib.data.mixing import Mixup, build_mixing
+from ltlib.targets import MixedTargets, mixed_losses, primary_labels
 from ltlib.data.samplers import ClassAwareSampler, build_sampler
 from ltlib.data.sources import ImageSet
 from ltlib.errors import ConfigError

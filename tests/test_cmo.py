@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from ltlib.config import make_config
 from ltlib.data.loader import DeviceLoader
-from ltlib.data.mixing import CMO, MixedTargets, build_mixing, cmo_box, mixed_losses
+from ltlib.data.mixing import CMO, build_mixing, cmo_box
+from ltlib.targets import MixedTargets, mixed_losses
 from ltlib.data.samplers import ClassPowerSampler
 from ltlib.data.sources import ImageSet
 from ltlib.errors import ConfigError

@@ -1,7 +1,11 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from ltlib.config import PROFILES, RECIPES, RunConfig, make_config
 from ltlib.errors import ConfigError
+from ltlib.stage2 import STAGE2_RECIPES, make_stage2
 
 
 def test_defaults_resolve_from_dataset():
@@ -74,3 +78,33 @@ def test_hash_is_stable_and_ignores_labels():
 def test_registries_describe_themselves():
     for registry in (PROFILES, RECIPES):
         assert all(name in registry.describe() for name in registry)
+
+
+def _recipe_hashes() -> dict[str, str]:
+    """Every recipe at every profile on three data sets, each stage-2 recipe on top of it, and the series' method
+    variants on the quick weight-balancing recipe: their run hashes (or the error a combination raises)."""
+    out = {}
+    for profile in ("smoke", "quick", "paper"):
+        for recipe in RECIPES:
+            for dataset in ("fashion_mnist_lt", "cifar100_lt", "cifar10_lt"):
+                key = f"{profile}/{recipe}/{dataset}"
+                config = make_config(profile, recipe, dataset)
+                out[key] = config.hash()
+                for second in STAGE2_RECIPES:
+                    out[f"{key}/stage2-{second}"] = make_stage2(config, second).hash()
+    base = make_config("quick", "wb")
+    variants = dict(sam=dict(step="sam"), asam=dict(step="asam", rho=0.5), imbsam=dict(step="imbsam"),
+                    imbsam_rho0=dict(step="imbsam", rho=0.0), imbsam_x1=dict(step="imbsam", imbsam_tail_factor=1.0),
+                    ccsam=dict(step="ccsam", mixing="mixup"), cmo=dict(mixing="cmo"), bs=dict(loss="bs"),
+                    ldam_drw=dict(loss="ldam", reweight="drw", classifier="normed"), ce_drw=dict(reweight="drw"),
+                    focal=dict(loss="focal"), mixup=dict(mixing="mixup"))
+    out.update({f"quick/wb+{k}": base.replace(**v).hash() for k, v in variants.items()})
+    return out
+
+
+def test_every_recipes_hash_is_pinned():
+    """Every cached run keeps its folder: 237 hashes (each recipe x profile x data set, with each stage-2 recipe,
+    and the series' method variants) equal the ones the code computed before issue 22's refactoring
+    (tests/pinned_hashes.json, commit ea438f6)."""
+    pinned = json.loads((Path(__file__).parent / "pinned_hashes.json").read_text())["hashes"]
+    assert _recipe_hashes() == pinned

@@ -14,7 +14,7 @@ import torch
 
 import ddp_worker as W
 from ltlib.config import make_config
-from ltlib.data.mixing import MixedTargets
+from ltlib.targets import MixedTargets
 from ltlib.distributed import DistInfo, ShardedLoader, check_batch, check_supported, shard_batch
 from ltlib.errors import ConfigError
 from ltlib.evaluate import evaluate

@@ -38,8 +38,8 @@ def test_workers_give_the_numbers_of_one_process(fake_fmnist, tmp_path):
 
 
 def test_a_failing_worker_names_its_run_and_stops(tmp_path):
-    with pytest.raises(JobError, match="(?s)(bad-job|other) failed in its worker.*unknown job kind"):
-        run_tasks([Task("bad-job", ["nonsense"]), Task("other", ["nonsense"])], 2, progress=False)
+    with pytest.raises(JobError, match="(?s)(bad-job|other) failed in its worker.*ltlib.<module>:<function>"):
+        run_tasks([Task("bad-job", "nonsense", []), Task("other", "nonsense", [])], 2, progress=False)
 
 
 def test_thread_and_job_settings(monkeypatch):

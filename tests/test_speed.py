@@ -97,11 +97,9 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path):
     assert {"cpu", "threads", "torch", "device", "dtype"} <= set(saved["machine"])
     names = [r["name"] for r in saved["results"]]
     assert any(n.startswith("reference train") for n in names) and any(n.startswith("reference eval") for n in names)
-    assert not [r for r in saved["results"] if "skipped" in r]
     assert set(saved["step_cost_vs_sgd"]) == {"sam", "asam", "imbsam", "ccsam", "ccsam+mixup", "cmo"}
     assert all(v > 0 for v in saved["step_cost_vs_sgd"].values())
-    timed = [r for r in saved["results"] if "skipped" not in r]
-    assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in timed)
+    assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in saved["results"])
 
 
 def test_side_by_side_benchmark_tiny_mode_writes_its_report(fake_fmnist, tmp_path):

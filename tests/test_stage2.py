@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from ltlib.config import make_config
 from ltlib.data.samplers import build_sampler
 from ltlib.errors import ConfigError
-from ltlib.evaluate import predict_logits
+from ltlib.evaluate import predict_features
 from ltlib.experiment import eval_options, load_data, run
 from ltlib.losses import ClassBalancedBCE, effective_number_weights
 from ltlib.optim import SGDStep, build_sgd
-from ltlib.stage2 import (MaxNorm, Stage2Step, best_tau, build_stage2, make_stage2, tau_normalize,
-                          tau_normalized_weight, tau_sweep)
+from ltlib.posthoc import best_tau, tau_normalize, tau_normalized_weight, tau_sweep
+from ltlib.stage2 import MaxNorm, Stage2Step, build_stage2, make_stage2
 
 from hand_oracles import effective_number_weights_by_hand
 
@@ -210,7 +210,7 @@ def test_crt_reinitialises_and_samples_by_class(stage1):
     assert cfg.reinit_classifier and cfg.sampler == "class_balanced" and cfg.maxnorm_thresh is None
     first = run(stage1, progress=False)
     data = load_data(cfg.data_config)
-    setup = build_stage2(cfg, data, torch.device("cpu"), progress=False)     # before any stage-2 step
+    setup = build_stage2(cfg, data, torch.device("cpu"), first.model)     # before any stage-2 step
 
     head, old = setup.model.classifier, first.model.classifier
     classes, d = head.weight.shape
@@ -272,7 +272,7 @@ def test_tau_sweep_and_choice_on_validation(stage1):
     zero = sweep[(sweep.tau == 0.0) & (sweep.split == "test")].iloc[0]
     assert zero["overall"] == pytest.approx(first.result()["overall"])   # tau 0 is the trained model
 
-    features = predict_logits(first.model, data.test.images, output="features", **eval_options(stage1, data))
+    features = predict_features(first.model, data.test.images, **eval_options(stage1, data))
     weight, bias = first.model.classifier.weight.detach(), first.model.classifier.bias.detach()
     predicted = F.linear(features, weight / weight.norm(dim=1, keepdim=True) ** 1.9, bias).argmax(1)
     labels = data.test.labels

@@ -12,7 +12,8 @@ import torch
 
 from ..env import derived_seed
 from .augment import color_jitter, normalize, pad_crop_flip, random_resized_crop
-from .mixing import NoMixing, Targets
+from ..targets import Targets
+from .mixing import NoMixing
 from .samplers import InstanceSampler, Sampler
 from .sources import ImageSet
 

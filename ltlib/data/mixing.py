@@ -5,14 +5,12 @@ and its integer labels alone (and draws nothing, so runs without mixing are unch
 mixes each image with a permuted partner, ``lam * x + (1 - lam) * x[perm]``, with one
 ``lam ~ Beta(alpha, alpha)`` per batch, as CC-SAM's released code (and Zhang et al.'s mixup) does.
 ``"cmo"`` pastes a box from a minority-weighted second batch (CMO, algorithms.md §5.2). Losses see mixed
-targets through :func:`mixed_losses`.
+targets through :func:`ltlib.targets.mixed_losses`.
 
 A rule may define ``start_epoch(loader, epoch)``; the loader calls it before each epoch (CMO draws its
 minority stream there, from its own seeded generator).
 """
 from __future__ import annotations
-
-from typing import NamedTuple, Union
 
 import numpy as np
 import torch
@@ -20,37 +18,10 @@ import torch
 from ..env import derived_seed
 from ..errors import ConfigError
 from ..registry import Registry
+from ..targets import MixedTargets, Targets
 from .samplers import ClassPowerSampler
 
 _CMO_STREAM = 3
-
-
-class MixedTargets(NamedTuple):
-    """Two label sets and the weight of the first: loss = w * loss(y) + (1 - w) * loss(other).
-
-    ``weight`` is a 0-d tensor (one lam per batch) or a per-sample tensor. ``labels`` is the primary
-    label set: the one training accuracy, ImbSAM's head / tail split and CC-SAM's class groups use.
-    """
-
-    labels: torch.Tensor
-    other: torch.Tensor
-    weight: torch.Tensor
-
-
-Targets = Union[torch.Tensor, MixedTargets]
-
-
-def primary_labels(targets: Targets) -> torch.Tensor:
-    """The integer labels of a batch: the labels themselves, or the first set of mixed targets."""
-    return targets.labels if isinstance(targets, MixedTargets) else targets
-
-
-def mixed_losses(loss_fn, logits: torch.Tensor, targets: Targets) -> torch.Tensor:
-    """Per-sample losses against plain or mixed targets (the weighted sum of the two losses)."""
-    if not isinstance(targets, MixedTargets):
-        return loss_fn(logits, targets)
-    w = targets.weight
-    return w * loss_fn(logits, targets.labels) + (1 - w) * loss_fn(logits, targets.other)
 
 
 class NoMixing:
@@ -143,7 +114,8 @@ class CMO:
 
 MIXINGS: Registry = Registry("mixing")
 MIXINGS.add("none", lambda **_: NoMixing(), "no mixing: images and integer labels as they are")
-MIXINGS.add("mixup", Mixup, "input mixup: one lam ~ Beta(alpha, alpha) per batch, a random partner per image")
+MIXINGS.add("mixup", Mixup, "input mixup: one lam ~ Beta(alpha, alpha) per batch, a random partner per image",
+            shown=("mixup_alpha",))
 MIXINGS.add("cmo", CMO, "CMO: a box from a minority-weighted batch pasted on p of the batches, labels mixed by area")
 
 

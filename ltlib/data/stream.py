@@ -9,7 +9,7 @@ Each epoch draws the global order with the run's seeded sampler, as the device-r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,13 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..env import derived_seed
 from ..errors import DataError
+from ..replicas import DistInfo, check_batch, dist_info
+from ..targets import Targets
 from .folders import FolderSplit, open_rgb
 from .loader import _AUGMENT_STREAM, _MIX_STREAM, _ORDER_STREAM, epoch_generator
-from .mixing import NoMixing, Targets
+from .mixing import NoMixing
 from .samplers import InstanceSampler, Sampler
-
-if TYPE_CHECKING:
-    from ..distributed import DistInfo
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,8 +92,7 @@ class StreamLoader:
     def __init__(self, data: StreamedImages, *, batch_size: int, mean, std, crop: int, flip: bool = True,
                  jitter: float = 0.0, sampler: Sampler | None = None, seed: int = 0, drop_last: bool = False,
                  channels_last: bool = False, device: torch.device | str = "cpu", mix=None, num_workers: int = 8,
-                 info: "DistInfo | None" = None) -> None:
-        from ..distributed import check_batch, dist_info  # distributed -> data.mixing -> data -> here: import late
+                 info: DistInfo | None = None) -> None:
 
         self.data, self.split = data, data.split
         self.device = torch.device(device)

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data.mixing import Targets, mixed_losses, primary_labels
-from ..distributed import gather_rows, unwrap
 from ..errors import ConfigError
+from ..replicas import gather_rows, unwrap
+from ..targets import Targets, mixed_losses, primary_labels
 from .sam import PERTURBATION_MODES
 from .step import STEPS, Autocast, LossFn, StepResult
 
@@ -252,7 +252,9 @@ def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.T
 
 
 STEPS.add("ccsam", CCSAMStep, "CC-SAM stage 1: (1-f) clean + f CE at the classifier perturbed per class "
-                              "(closed-form per-class gradients; one forward and one backward)")
+                              "(closed-form per-class gradients; one forward and one backward)",
+          passes=1.0,   # its per-class work is on the classifier and B x B Gram matrices only
+          shown=("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude", "drop_last"))
 
 
 # --------------------------------------------------------------------------- stage 2

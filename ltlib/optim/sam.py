@@ -29,9 +29,9 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..data.mixing import Targets, primary_labels
-from ..distributed import average_gradients, local_pass
 from ..errors import ConfigError
+from ..replicas import average_gradients, local_pass
+from ..targets import Targets, primary_labels
 from .step import STEPS, Autocast, LossFn, StepResult, forward_loss, forward_losses
 
 BN_MODES = ("update", "bypass")
@@ -291,7 +291,15 @@ class ImbSAMStep:
         return StepResult(losses.detach().mean(), logits.detach())
 
 
-STEPS.add("sam", SAMStep, "SAM (davda54): global-norm ascent to w + rho g/||g||, exact restore, base step")
-STEPS.add("sam_adaptive", AdaptiveSAMStep, "davda54's adaptive SAM: T = |w| on every parameter, no eta")
-STEPS.add("asam", ASAMStep, "ASAM (official): T = |w| + eta on 'weight' tensors (conv, linear, BN gamma)")
-STEPS.add("imbsam", ImbSAMStep, "ImbSAM: head loss at w, tail loss (n_c < eta, x2, / B) at w + epsilon")
+# passes: SAM / ASAM 2 forwards + 2 backwards; ImbSAM 2 forwards + 3 backwards (the head and tail backwards share
+# the first graph), 8/3 plain steps
+# 8/3 plain steps; shown: the run config's fields a notebook prints for the step
+_BN = ("bn_second_pass", "sam_restore")
+STEPS.add("sam", SAMStep, "SAM (davda54): global-norm ascent to w + rho g/||g||, exact restore, base step",
+          passes=2.0, shown=("rho", *_BN))
+STEPS.add("sam_adaptive", AdaptiveSAMStep, "davda54's adaptive SAM: T = |w| on every parameter, no eta", passes=2.0,
+          shown=("rho", *_BN))
+STEPS.add("asam", ASAMStep, "ASAM (official): T = |w| + eta on 'weight' tensors (conv, linear, BN gamma)",
+          passes=2.0, shown=("rho", "asam_eta", *_BN))
+STEPS.add("imbsam", ImbSAMStep, "ImbSAM: head loss at w, tail loss (n_c < eta, x2, / B) at w + epsilon",
+          passes=8 / 3, shown=("rho", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", *_BN))

@@ -2,24 +2,25 @@
 
 The training loop calls ``step(model, images, targets, loss_fn)`` and never knows which strategy it
 runs; SAM, ImbSAM and CC-SAM (notebooks 03-04) are further strategies with the same signature. The
-targets are integer labels, or :class:`~ltlib.data.mixing.MixedTargets` under a mixing rule. A strategy
+targets are integer labels, or :class:`~ltlib.targets.MixedTargets` under a mixing rule. A strategy
 may define ``start_epoch(epoch)``, which the loop calls before each epoch (for epoch-dependent weights).
 A strategy returns a :class:`StepResult`: the batch loss (a detached 0-d tensor, not synced to the
 host) and the logits of its first, unperturbed forward pass, for training accuracy.
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-from typing import Callable, NamedTuple, Protocol
+from contextlib import nullcontext
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn as nn
 
-from ..data.mixing import Targets, mixed_losses
+from ..precision import Autocast, autocast_for
 from ..registry import Registry
+from ..targets import LossFn, Targets, mixed_losses
 
-Autocast = Callable[[], AbstractContextManager]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["Autocast", "LossFn", "STEPS", "SGDStep", "StepResult", "StepStrategy", "autocast_for", "build_sgd",
+           "build_step", "forward_loss", "forward_losses", "step_passes"]
 
 
 class StepResult(NamedTuple):
@@ -32,13 +33,6 @@ class StepStrategy(Protocol):
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult: ...
-
-
-def autocast_for(precision: str, device: torch.device) -> Autocast:
-    """A context factory for the forward passes: bf16 autocast, or nothing for fp32."""
-    if precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext
 
 
 def forward_losses(model: nn.Module, images: torch.Tensor, labels: Targets, loss_fn: LossFn,
@@ -73,7 +67,14 @@ class SGDStep:
 
 
 STEPS: Registry = Registry("step strategy")
-STEPS.add("sgd", SGDStep, "plain step: one forward/backward, then the base optimizer")
+# Each step strategy registers its cost in plain steps as ``passes`` (forward + backward work, a backward ~ 2
+# forwards in FLOPs): the benchmark's FLOP count and the job scheduler's "longest first" read it.
+STEPS.add("sgd", SGDStep, "plain step: one forward/backward, then the base optimizer", passes=1.0)
+
+
+def step_passes(name: str) -> float:
+    """The cost of one step of the strategy ``name`` in plain SGD steps (its registry entry's ``passes``)."""
+    return float(STEPS.entry(name).info["passes"])
 
 
 def build_step(name: str, optimizer: torch.optim.Optimizer, autocast: Autocast = nullcontext, *,

@@ -19,12 +19,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import RunConfig
 from ..data.augment import normalize
 from ..data.datasets import LongTailData
 from ..data.longtail import GROUP_NAMES, ClassGroups
 from ..errors import ConfigError
 from ..evaluate import eval_mode, logit_scale
 from ..models.fold import fold_batchnorm
+from ..setup import loss_for
 from .directions import Param
 from .hessian import HVP
 
@@ -67,9 +69,6 @@ class ProbeWeighted(nn.Module):
 def training_loss(config, class_counts, labels: torch.Tensor) -> nn.Module:
     """A stage-1 run's own training criterion as it stood in its last epoch (LDAM's margins and scale, Balanced
     Softmax's log-prior, DRW's class weights), for the probe with ``labels``."""
-    from ..config import RunConfig
-    from ..experiment import loss_for
-
     if not isinstance(config, RunConfig):
         raise ConfigError("loss='train' measures a stage-1 run's training loss; for a stage-2 run use loss='predict'")
     loss = loss_for(config, [int(n) for n in class_counts])

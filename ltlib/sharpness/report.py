@@ -24,7 +24,7 @@ from .. import io
 from ..env import threads_for_run
 from ..errors import ConfigError
 from ..experiment import Run, load_data, load_run
-from ..jobs import Task, default_jobs, run_tasks
+from ..workers import Task, default_jobs, run_tasks
 from ..optim.sam import tail_classes_from_counts
 from .analysis import ascent_direction, hessian_by_group, landscape_1d, perturbation_spread, random_directions
 from .directions import direction_norm
@@ -133,7 +133,7 @@ def analyse_runs(runs: Mapping[str, Run], settings: AnalysisSettings, *, seed: i
                  ascent_eta: Mapping[str, int] | None = None, jobs: int | None = None,
                  progress: bool = False) -> dict[str, RunSharpness]:
     """:func:`analyse_run` for every run (``ascent_eta`` maps the labels that get ascent directions to their
-    eta), the uncached ones ``jobs`` at a time in worker processes (default :func:`ltlib.jobs.default_jobs`;
+    eta), the uncached ones ``jobs`` at a time in worker processes (default :func:`ltlib.workers.default_jobs`;
     smoke-profile runs stay in this process unless ``jobs`` is given)."""
     etas = dict(ascent_eta or {})
     unknown = set(etas) - set(runs)
@@ -145,8 +145,8 @@ def analyse_runs(runs: Mapping[str, Run], settings: AnalysisSettings, *, seed: i
     smoke = jobs is None and all(r.config.profile == "smoke" for r in runs.values())   # shorter than a start-up
     if len(todo) > 1 and n_jobs > 1 and on_cpu and not smoke:
         blob = json.dumps(dataclasses.asdict(settings))
-        run_tasks([Task(runs[label].path.name, ["analyse", str(runs[label].path.resolve()), blob, str(seed),
-                                                 str(etas.get(label, ""))]) for label in todo],
+        run_tasks([Task(runs[label].path.name, "ltlib.sharpness.report:analyse_path",
+                       [str(runs[label].path.resolve()), blob, str(seed), str(etas.get(label, ""))]) for label in todo],
                   n_jobs, desc="analysing", progress=progress)
     return {label: analyse_run(r, settings, seed=seed, ascent_eta=etas.get(label), progress=progress)
             for label, r in runs.items()}
