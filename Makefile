@@ -38,17 +38,17 @@ SEEDS ?=
 FULL ?=
 
 tutorial: install data
-	$(PY) -m ltlib.tutorial --profile $(PROFILE) --dataset $(DATASET) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FULL),--full)
+	$(PY) -m ltlib.tools.tutorial --profile $(PROFILE) --dataset $(DATASET) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FULL),--full)
 
 bench: install data
-	$(PY) -m ltlib.bench
+	$(PY) -m ltlib.tools.bench
 
 scripts: install
-	$(PY) -m ltlib.export
+	$(PY) -m ltlib.tools.export
 
 # The README's headline table, figure and timings, from the committed files under exp/summaries/
 readme: install
-	$(PY) -m ltlib.readme
+	$(PY) -m ltlib.report.readme
 
 lab: install data
 	$(VENV)/bin/jupyter lab notebooks/

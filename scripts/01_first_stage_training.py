@@ -42,15 +42,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.config import make_config
-from ltlib.experiment import load_data
-from ltlib.jobs import run_grid
-from ltlib.notebook import describe, finish, resolve_profile, setup
-from ltlib.papers import reported, sources
-from ltlib.results import caption, display_table, format_mean_std, per_class, summarize
+import ltlib.report.plots as lp
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.notebook import describe, finish, resolve_profile, setup
+from ltlib.report.papers import reported, sources
+from ltlib.report.results import caption, display_table, format_mean_std, per_class, summarize
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import load_data
+from ltlib.runs.jobs import run_grid
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -94,7 +94,7 @@ plt.show()
 # starts from these models) costs nothing. The seed sets the initialisation, the batch order and the
 # augmentation draws, so runs with the same seed see the same batches: only the weight decay differs.
 # That is what makes a seed-by-seed comparison meaningful. On a CPU the missing runs train side by side, one
-# per core with one thread each, and a run's numbers do not depend on how many train at once (`ltlib.jobs`).
+# per core with one thread each, and a run's numbers do not depend on how many train at once (`ltlib.runs.jobs`).
 # 
 # Weight decay applies to every parameter, BatchNorm and biases included, as in the weight-balancing code.
 
@@ -121,7 +121,7 @@ display(display_table(summary))
 
 
 # The few-shot group holds only a couple of classes, so a single seed can move it by ten points or more. So the
-# notebooks compare two settings **seed by seed**, with one rule for the verdict words, `ltlib.findings.RULE`:
+# notebooks compare two settings **seed by seed**, with one rule for the verdict words, `ltlib.report.findings.RULE`:
 # with one seed there is no verdict; with several, the seeds where the difference is positive are counted, and
 # the 95 % t-interval of the mean paired difference says whether it is beyond the seed noise. Each row below is
 # such a *finding*: the second setting minus the first, in percentage points.
@@ -170,7 +170,7 @@ display(norms.round(2))
 # ## 6. What this run shows
 # 
 # The cell below writes the findings of *your* run from the tables above: the paired findings by
-# `ltlib.findings.RULE`, and the two norm ratios as *about the same* when they differ by at most `0.05`.
+# `ltlib.report.findings.RULE`, and the two norm ratios as *about the same* when they differ by at most `0.05`.
 
 # In[ ]:
 
@@ -194,7 +194,7 @@ F.show(
            "weight decay made the rows *more* unequal here." if ratios[labels[-1]] > ratios[labels[0]] else
            "weight decay evened the rows out here, as the paper describes."),
     ]),
-    f"Verdict words follow `ltlib.findings.RULE`: {F.RULE}.",
+    f"Verdict words follow `ltlib.report.findings.RULE`: {F.RULE}.",
 )
 
 
@@ -266,7 +266,7 @@ F.show(
 # ## 8. For reference: the weight-balancing demo on CIFAR-100-LT
 # 
 # These are **reported** numbers, read from the outputs committed in weight balancing's demo notebook, from
-# `ltlib.papers`. They are not comparable cell by cell with ours: different data, network, schedule and
+# `ltlib.report.papers`. They are not comparable cell by cell with ours: different data, network, schedule and
 # protocol.
 
 # In[ ]:

@@ -44,17 +44,17 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.config import make_config
-from ltlib.experiment import load_data
-from ltlib.jobs import run_grid
-from ltlib.notebook import describe, finish, resolve_profile, setup
-from ltlib.papers import reference_column, sources
-from ltlib.posthoc import best_tau, tau_result, tau_sweep
-from ltlib.results import caption, display_table, per_class, summarize
-from ltlib.stage2 import make_stage2
+import ltlib.report.plots as lp
+from ltlib.analysis.posthoc import best_tau, tau_result, tau_sweep
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.notebook import describe, finish, resolve_profile, setup
+from ltlib.report.papers import reference_column, sources
+from ltlib.report.results import caption, display_table, per_class, summarize
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import load_data
+from ltlib.runs.jobs import run_grid
+from ltlib.runs.stage2 import make_stage2
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -161,7 +161,7 @@ display(clipping.round(3))
 # ## 4. Every repair side by side
 # 
 # Last-epoch test accuracy in %, mean ± std over seeds, strict groups. The last column is what weight
-# balancing's demo notebook **reports** for CIFAR-100-LT at IF = 100 (from `ltlib.papers`; source below): a
+# balancing's demo notebook **reports** for CIFAR-100-LT at IF = 100 (from `ltlib.report.papers`; source below): a
 # reference for the direction of each step, not a number to match.
 
 # In[ ]:
@@ -187,7 +187,7 @@ display(table)
 F.show("Reported numbers:", sources(reported_keys.values()))
 
 
-# Each repair against the weight-decay model it starts from, paired by seed (`ltlib.findings`: one seed gives
+# Each repair against the weight-decay model it starts from, paired by seed (`ltlib.report.findings`: one seed gives
 # no verdict; several seeds give a sign count and a 95 % t-interval):
 
 # In[ ]:

@@ -52,16 +52,16 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.config import make_config
-from ltlib.experiment import load_data
-from ltlib.jobs import run_grid
-from ltlib.notebook import describe, finish, resolve_profile, setup
-from ltlib.optim import tail_classes_from_counts
-from ltlib.papers import reference_column, sources
-from ltlib.results import caption, display_table, epoch_cost, per_class, summarize
+import ltlib.report.plots as lp
+from ltlib.methods import tail_classes_from_counts
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.notebook import describe, finish, resolve_profile, setup
+from ltlib.report.papers import reference_column, sources
+from ltlib.report.results import caption, display_table, epoch_cost, per_class, summarize
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import load_data
+from ltlib.runs.jobs import run_grid
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -139,7 +139,7 @@ results.add_runs("runs", runs)
 # 
 # Last-epoch test accuracy in %, mean ± std over seeds, strict groups (many > 100, few < 20 training images).
 # The last two columns are what the ImbSAM README **reports** for CIFAR-100-LT at IF = 100 (overall accuracy;
-# its PyTorch and its MindSpore tables; sources below, from `ltlib.papers`). They say which way each optimiser
+# its PyTorch and its MindSpore tables; sources below, from `ltlib.report.papers`). They say which way each optimiser
 # moved there; they are not numbers to match.
 
 # In[ ]:
@@ -156,7 +156,7 @@ display(table)
 F.show("Reported numbers:", sources([*pytorch.values(), *mindspore.values()]))
 
 
-# Each run against SGD, paired by seed (`ltlib.findings`: one seed gives no verdict; several seeds give a sign
+# Each run against SGD, paired by seed (`ltlib.report.findings`: one seed gives no verdict; several seeds give a sign
 # count and a 95 % t-interval):
 
 # In[ ]:
@@ -202,7 +202,7 @@ display(F.findings_table(list(parts.values())).assign(part=list(parts)))
 # ## 5. What each optimiser costs
 # 
 # Training seconds per epoch in these runs (same batches, same machine), relative to SGD. `python -m
-# ltlib.bench` measures the same ratios side by side at batch 128 on the full-width ResNet-32.
+# ltlib.tools.bench` measures the same ratios side by side at batch 128 on the full-width ResNet-32.
 
 # In[ ]:
 

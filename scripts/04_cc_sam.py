@@ -54,16 +54,16 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.config import make_config
-from ltlib.experiment import load_data
-from ltlib.jobs import run_grid
-from ltlib.notebook import describe, finish, resolve_profile, setup
-from ltlib.papers import reference_column, reported, sources
-from ltlib.results import caption, display_table, epoch_cost, eps_ratios, summarize
-from ltlib.stage2 import make_stage2
+import ltlib.report.plots as lp
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.notebook import describe, finish, resolve_profile, setup
+from ltlib.report.papers import reference_column, reported, sources
+from ltlib.report.results import caption, display_table, epoch_cost, eps_ratios, summarize
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import load_data
+from ltlib.runs.jobs import run_grid
+from ltlib.runs.stage2 import make_stage2
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -231,7 +231,7 @@ print("alpha per stage-2 epoch:", runs[both][0].history["alpha"].round(3).tolist
 # 
 # Last-epoch test accuracy in %, mean ± std over seeds, strict groups (many > 100, few < 20 training images).
 # The last two columns are what the CC-SAM poster **reports** for CIFAR-10-LT and CIFAR-100-LT at IF = 100
-# (from `ltlib.papers`; an unstated choice of r, f and up_limit per column). They say which way each step moved
+# (from `ltlib.report.papers`; an unstated choice of r, f and up_limit per column). They say which way each step moved
 # there; they are not numbers to match.
 
 # In[ ]:
@@ -294,7 +294,7 @@ else:
 # ## 7. What it costs
 # 
 # Training seconds per epoch in these runs, relative to CE + mixup (same batches, same machine). Stage 2 epochs
-# are cheap: the backbone only runs forward. `python -m ltlib.bench` times the CC-SAM step against a plain step
+# are cheap: the backbone only runs forward. `python -m ltlib.tools.bench` times the CC-SAM step against a plain step
 # side by side.
 
 # In[ ]:

@@ -45,15 +45,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.config import make_config
-from ltlib.experiment import load_data, sample_batch
-from ltlib.jobs import run_grid
-from ltlib.notebook import describe, finish, resolve_profile, setup
-from ltlib.papers import reference_column, reported, sources
-from ltlib.results import caption, display_table, epoch_cost, summarize
+import ltlib.report.plots as lp
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.notebook import describe, finish, resolve_profile, setup
+from ltlib.report.papers import reference_column, reported, sources
+from ltlib.report.results import caption, display_table, epoch_cost, summarize
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import load_data, sample_batch
+from ltlib.runs.jobs import run_grid
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -124,7 +124,7 @@ print(caption(runs["CE"]))
 # ## 3. Results
 # 
 # Last-epoch test accuracy in %, mean ± std over seeds, strict groups (many > 100, few < 20 training images). The
-# last column is what the CMO paper **reports** for CIFAR-100-LT at IF = 100 (from `ltlib.papers`; source below).
+# last column is what the CMO paper **reports** for CIFAR-100-LT at IF = 100 (from `ltlib.report.papers`; source below).
 # It says which way each change moved there; it is not a number to match.
 
 # In[ ]:
@@ -153,7 +153,7 @@ plt.show()
 # ## 4. What CMO costs
 # 
 # Training seconds per epoch in these runs (same machine): a CMO batch gathers, augments and pastes a second batch
-# of patches. `python -m ltlib.bench` times a CMO step against a plain step side by side.
+# of patches. `python -m ltlib.tools.bench` times a CMO step against a plain step side by side.
 
 # In[ ]:
 

@@ -37,7 +37,7 @@
 dataset = "fashion_mnist_lt"
 imbalance_factor = 100
 profile = "quick"               # "smoke" (tests), "quick" (CPU, minutes), "paper" (GPU)
-# labels from ltlib.series.series_configs; None: every headline model of notebooks 01-05 (a few in "smoke")
+# labels from ltlib.report.series.series_configs; None: every headline model of notebooks 01-05 (a few in "smoke")
 models = None
 # the first seed is analysed for every model; the `contrast` pair is analysed on all of them
 seeds = [0, 1, 2]
@@ -45,7 +45,7 @@ contrast = ["05 CE", "05 LDAM-DRW"]                      # the poster's comparis
 ascent_models = ["03 SGD", "03 SAM", "03 ImbSAM"]        # landscapes along the SAM / ImbSAM ascent too
 imbsam_eta = 20                 # ImbSAM's tail for its ascent direction: classes with fewer training images
 absolute_sigma = 0.0316         # a plain N(0, sigma^2) weight noise for the contrast pair (the poster's config: variance 1e-3)
-# None: the profile's analysis settings (ltlib.sharpness.ANALYSIS_PROFILES)
+# None: the profile's analysis settings (ltlib.analysis.sharpness.ANALYSIS_PROFILES)
 sigmas = None
 report_sigma = None
 probe_per_class = None
@@ -62,15 +62,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-import ltlib.sharpness as S
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.experiment import run, run_seeds
-from ltlib.jobs import run_grid
-from ltlib.notebook import finish, resolve_profile, setup
-from ltlib.results import caption
-from ltlib.series import default_models, select, series_configs
+import ltlib.analysis.sharpness as S
+import ltlib.report.plots as lp
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.notebook import finish, resolve_profile, setup
+from ltlib.report.results import caption
+from ltlib.report.series import default_models, select, series_configs
+from ltlib.runs.experiment import run, run_seeds
+from ltlib.runs.jobs import run_grid
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -87,7 +87,7 @@ print(settings)
 # ## 1. The models
 # 
 # One model per method, seed 0, each trained by the notebook named in its label with that notebook's defaults
-# (`ltlib.series` builds the same configs, so the runs come from the cache). Test accuracy in %, strict groups
+# (`ltlib.report.series` builds the same configs, so the runs come from the cache). Test accuracy in %, strict groups
 # (many > 100, few < 20 training images).
 
 # In[ ]:
@@ -315,7 +315,7 @@ F.show(
 
 
 # **LDAM-DRW against CE, measure by measure**, paired by seed (the second model of `contrast` against the
-# first; `ltlib.findings`: with one seed, no verdict):
+# first; `ltlib.report.findings`: with one seed, no verdict):
 
 # In[ ]:
 
@@ -364,7 +364,7 @@ else:
 
 # ## Summary and what comes next
 # 
-# - `ltlib.sharpness` measures a trained model three ways on a fixed probe: random filter-normalised perturbations
+# - `ltlib.analysis.sharpness` measures a trained model three ways on a fixed probe: random filter-normalised perturbations
 #   (`perturbation_spread`), Hessian curvature per group (`hessian_by_group`: power iteration and Hutchinson on
 #   Hessian-vector products, raw or filter-scaled) and landscapes (`landscape_1d`, `landscape_2d`, along random or
 #   SAM / ImbSAM ascent directions). `analyse_run` runs them all and caches the result beside the run.
@@ -381,7 +381,7 @@ else:
 # Notebook 07 gathers every result of the series into one table and figure. To run this notebook at paper scale
 # on a GPU: `papermill notebooks/06_sharpness.ipynb out.ipynb -p dataset cifar100_lt -p profile paper` (CIFAR-100
 # files in `~/.cache/ltlib/cifar-100-python` or `$LTLIB_CIFAR100_DIR`); the paper profile probes more images per
-# class and uses more images per Hessian scope (`ltlib.sharpness.ANALYSIS_PROFILES`).
+# class and uses more images per Hessian scope (`ltlib.analysis.sharpness.ANALYSIS_PROFILES`).
 
 # In[ ]:
 

@@ -9,7 +9,7 @@
 # hold on our data?
 # 
 # **What you will learn**
-# - how to gather every cached run under `exp/` into one pandas table (`ltlib.gather.gather_runs`), aggregate it
+# - how to gather every cached run under `exp/` into one pandas table (`ltlib.report.gather.gather_runs`), aggregate it
 #   over seeds and export it as CSV and Markdown;
 # - the headline model of each notebook, with many / medium / few accuracy, the expected calibration error (ECE,
 #   15 bins) and the training cost, beside what the papers report for CIFAR-100-LT;
@@ -27,10 +27,10 @@
 dataset = "fashion_mnist_lt"
 imbalance_factor = 100
 profile = "quick"               # "smoke" (tests), "quick" (CPU, minutes), "paper" (GPU)
-# the headline rows (ltlib.series.HEADLINE_MODELS) run on every seed, training what is missing; the other
+# the headline rows (ltlib.report.series.HEADLINE_MODELS) run on every seed, training what is missing; the other
 # models show those of these seeds that are cached (at least the first)
 seeds = [0, 1, 2]
-# labels from ltlib.series.series_configs; None: every headline model of notebooks 01-05 (a few in "smoke")
+# labels from ltlib.report.series.series_configs; None: every headline model of notebooks 01-05 (a few in "smoke")
 models = None
 device = "auto"
 
@@ -42,18 +42,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-import ltlib.plots as lp
-from ltlib import claims as C
-from ltlib import findings as F
-from ltlib import longpath
-from ltlib.calibration import run_calibration
-from ltlib.experiment import cached_seeds, default_exp_dir
-from ltlib.jobs import run_grid
-from ltlib.gather import display_summary, export_table, gather_runs, headline_table, summarize_runs
-from ltlib.notebook import finish, resolve_profile, setup
-from ltlib.papers import sources
-from ltlib.results import caption, format_mean_std
-from ltlib.series import HEADLINE_MODELS, REPORTED_KEYS, default_models, select, series_configs
+import ltlib.report.plots as lp
+from ltlib.analysis.calibration import run_calibration
+from ltlib.report import claims as C
+from ltlib.report import findings as F
+from ltlib.report import longpath
+from ltlib.report.gather import display_summary, export_table, gather_runs, headline_table, summarize_runs
+from ltlib.report.notebook import finish, resolve_profile, setup
+from ltlib.report.papers import sources
+from ltlib.report.results import caption, format_mean_std
+from ltlib.report.series import HEADLINE_MODELS, REPORTED_KEYS, default_models, select, series_configs
+from ltlib.runs.experiment import cached_seeds, default_exp_dir
+from ltlib.runs.jobs import run_grid
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -86,7 +86,7 @@ display(display_summary(summary).sort_values("name").reset_index(drop=True))
 # ## 2. The headline models, side by side
 # 
 # One model per method, with each notebook's defaults. The headline rows (the CE baseline and each paper's method,
-# `ltlib.series.HEADLINE_MODELS`) run on every one of `seeds`; the others show the seeds that notebooks 01–05 ran: last-epoch test accuracy (mean ± std over
+# `ltlib.report.series.HEADLINE_MODELS`) run on every one of `seeds`; the others show the seeds that notebooks 01–05 ran: last-epoch test accuracy (mean ± std over
 # seeds), strict groups (many > 100, few < 20 training images), ECE on the test set (in %; a cosine classifier's
 # logits are scaled by LDAM's s first), the training time of one run (for a stage-2 model, of its stage 2 only),
 # the hardware. The last column is what the
@@ -158,8 +158,8 @@ plt.show()
 # 
 # Each paper's claim is a statement that one setting beats another. The table checks each one on the results the
 # notebooks of *this* series saved (`exp/tables/results-<notebook>-…csv`, written by each notebook as it ran), and on
-# the committed long path (`exp/summaries/longpath/`), pairing the two settings by seed (`ltlib.claims.CLAIMS`).
-# "reported (paper)" gives the papers' CIFAR-100-LT numbers (`ltlib.papers`), which say which way the paper found
+# the committed long path (`exp/summaries/longpath/`), pairing the two settings by seed (`ltlib.report.claims.CLAIMS`).
+# "reported (paper)" gives the papers' CIFAR-100-LT numbers (`ltlib.report.papers`), which say which way the paper found
 # the difference, not a number to match.
 
 # In[ ]:
@@ -171,7 +171,7 @@ committed = {nb: longpath.load(nb, dataset, profile) for nb in notebooks}
 claims = C.claims_table(yours, committed)
 display(claims[["claim", "compared", "metric", "reported (paper)", "your run: b − a", "your verdict",
                 "long path: b − a", "long-path verdict"]])
-F.show(f"Verdict rule (`ltlib.claims.VERDICT_RULE`): {C.VERDICT_RULE}.")
+F.show(f"Verdict rule (`ltlib.report.claims.VERDICT_RULE`): {C.VERDICT_RULE}.")
 provenance = next((t for t in committed.values() if t is not None), None)
 if provenance is not None:
     F.show(f"Long-path columns: {longpath.provenance(provenance)}.")
@@ -211,8 +211,8 @@ F.show(
 # ## Summary
 # 
 # - `gather_runs` / `summarize_runs` / `export_table` turn `exp/` into one table; `headline_table` adds ECE
-#   (`ltlib.calibration`) and the reported numbers (`ltlib.papers`); the tables are written to `exp/tables/`.
-# - `ltlib.claims` checks each paper's claim on the series' own results, seed by seed, by a stated rule.
+#   (`ltlib.analysis.calibration`) and the reported numbers (`ltlib.report.papers`); the tables are written to `exp/tables/`.
+# - `ltlib.report.claims` checks each paper's claim on the series' own results, seed by seed, by a stated rule.
 # - `make tutorial` runs notebooks 01 → 07 headless and writes each executed notebook and its HTML to
 #   `exp/tutorial/`, with their timings. It runs 01–06 on seed 0 without their sweeps;
 #   `make tutorial SEEDS=3` reruns this notebook's headline rows on seeds 0–2, and `make tutorial FULL=1` runs

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from ltlib.data.loader import DeviceLoader
 from ltlib.data.sources import ImageSet
-from ltlib.distributed import DistInfo, ShardedLoader, init_from_env, wrap_model
-from ltlib.optim.ccsam import CCSAMOptions
-from ltlib.optim.sam import SAMOptions
-from ltlib.optim.step import build_sgd, build_step
-from ltlib.train import fit
+from ltlib.runs.distributed import DistInfo, ShardedLoader, init_from_env, wrap_model
+from ltlib.methods.ccsam import CCSAMOptions
+from ltlib.methods.sam import SAMOptions
+from ltlib.methods.step import build_sgd, build_step
+from ltlib.runs.train import fit
 
 BATCH, EPOCHS, LR, RHO = 12, 2, 0.1, 0.5
 TAIL = (2,)          # ImbSAM's tail: the rarest class

@@ -31,8 +31,8 @@ def assert_accuracy_is_a_fresh_evaluation(run, selection: str = "last") -> None:
     mean over its member classes. A reported accuracy that is a fraction instead of a percentage, comes from
     another split or another model, or mixes up the per-class / plain means fails it.
     """
-    from ltlib.evaluate import predict_logits
-    from ltlib.experiment import eval_options, load_data
+    from ltlib.runs.evaluate import predict_logits
+    from ltlib.runs.experiment import eval_options, load_data
 
     config = run.config
     data = load_data(config.data_config)

@@ -8,19 +8,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ltlib.config import make_config
+from ltlib.runs.config import make_config
 from ltlib.data.loader import DeviceLoader
 from ltlib.data.mixing import Mixup, build_mixing
-from ltlib.targets import MixedTargets, mixed_losses, primary_labels
+from ltlib.core.targets import MixedTargets, mixed_losses, primary_labels
 from ltlib.data.samplers import ClassAwareSampler, build_sampler
 from ltlib.data.sources import ImageSet
-from ltlib.errors import ConfigError
-from ltlib.experiment import run
-from ltlib.optim import CCSAMFeatureStep, CCSAMOptions, CCSAMStep, build_step
-from ltlib.optim.ccsam import (ccsam_radius, class_weights, count_guard, feature_perturbation,
+from ltlib.core.errors import ConfigError
+from ltlib.runs.experiment import run
+from ltlib.methods import CCSAMFeatureStep, CCSAMOptions, CCSAMStep, build_step
+from ltlib.methods.ccsam import (ccsam_radius, class_weights, count_guard, feature_perturbation,
                                progressive_alpha)
-from ltlib.optim.schedules import build_schedule
-from ltlib.stage2 import Stage2Config, make_stage2
+from ltlib.methods.schedules import build_schedule
+from ltlib.runs.stage2 import Stage2Config, make_stage2
 
 C, D = 5, 6
 COUNTS = (100, 40, 12, 5, 2)

@@ -6,16 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ltlib.config import make_config
+from ltlib.runs.config import make_config
 from ltlib.data.loader import DeviceLoader
 from ltlib.data.mixing import CMO, build_mixing, cmo_box
-from ltlib.targets import MixedTargets, mixed_losses
+from ltlib.core.targets import MixedTargets, mixed_losses
 from ltlib.data.samplers import ClassPowerSampler
 from ltlib.data.sources import ImageSet
-from ltlib.errors import ConfigError
-from ltlib.experiment import loss_for, run
-from ltlib.losses import DRW, LDAM, BalancedSoftmax, CrossEntropy, Focal, build_loss, ldam_margins
-from ltlib.optim.schedules import build_schedule
+from ltlib.core.errors import ConfigError
+from ltlib.runs.experiment import loss_for, run
+from ltlib.methods.losses import DRW, LDAM, BalancedSoftmax, CrossEntropy, Focal, build_loss, ldam_margins
+from ltlib.methods.schedules import build_schedule
 
 from hand_oracles import assert_accuracy_is_a_fresh_evaluation, effective_number_weights_by_hand
 

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from ltlib.config import PROFILES, RECIPES, RunConfig, make_config
-from ltlib.errors import ConfigError
-from ltlib.stage2 import STAGE2_RECIPES, make_stage2
+from ltlib.runs.config import PROFILES, RECIPES, RunConfig, make_config
+from ltlib.core.errors import ConfigError
+from ltlib.runs.stage2 import STAGE2_RECIPES, make_stage2
 
 
 def test_defaults_resolve_from_dataset():

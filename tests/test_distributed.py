@@ -13,15 +13,15 @@ import pytest
 import torch
 
 import ddp_worker as W
-from ltlib.config import make_config
-from ltlib.targets import MixedTargets
-from ltlib.distributed import DistInfo, ShardedLoader, check_batch, check_supported, shard_batch
-from ltlib.errors import ConfigError
-from ltlib.evaluate import evaluate
-from ltlib.experiment import eval_options, load_data, load_run
-from ltlib.optim.ccsam import CCSAMStep
-from ltlib.optim.step import build_sgd
-from ltlib.stage2 import make_stage2
+from ltlib.runs.config import make_config
+from ltlib.core.targets import MixedTargets
+from ltlib.runs.distributed import DistInfo, ShardedLoader, check_batch, check_supported, shard_batch
+from ltlib.core.errors import ConfigError
+from ltlib.runs.evaluate import evaluate
+from ltlib.runs.experiment import eval_options, load_data, load_run
+from ltlib.methods.ccsam import CCSAMStep
+from ltlib.methods.step import build_sgd
+from ltlib.runs.stage2 import make_stage2
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("sgd:replica", "sam:replica", "sam:global", "imbsam:replica", "imbsam:global", "ccsam:replica",
@@ -162,7 +162,7 @@ def test_bad_input_is_named():
 
 
 def test_torchrun_trains_a_run_and_rank_0_writes_it(fake_fmnist, exp_dir, tmp_path):
-    args = ["-m", "ltlib.cli", "--profile", "smoke", "--recipe", "ce", "--set", "step=sam", "test_per_class=null"]
+    args = ["-m", "ltlib.tools.cli", "--profile", "smoke", "--recipe", "ce", "--set", "step=sam", "test_per_class=null"]
     proc = torchrun(args, tmp_path, env={"LTLIB_EXP_DIR": str(exp_dir)})
     folders = list((exp_dir / "fashion_mnist_lt").iterdir())
     assert len(folders) == 1 and str(folders[0]) in proc.stdout
@@ -176,7 +176,7 @@ def test_torchrun_trains_a_run_and_rank_0_writes_it(fake_fmnist, exp_dir, tmp_pa
 
 
 def test_cli_overrides_parse_as_json_or_text():
-    from ltlib.cli import parse_overrides
+    from ltlib.tools.cli import parse_overrides
 
     assert parse_overrides(["epochs=5", "step=sam", "rho=0.1", "test_per_class=null"]) == \
         {"epochs": 5, "step": "sam", "rho": 0.1, "test_per_class": None}

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ltlib.env import configure_threads, derived_seed, environment, hardware_label, resolve_device
-from ltlib.errors import ConfigError
+from ltlib.core.env import configure_threads, derived_seed, environment, hardware_label, resolve_device
+from ltlib.core.errors import ConfigError
 
 
 def test_auto_device_is_cuda_only_when_present():

@@ -4,7 +4,7 @@ import torch.nn as nn
 
 from ltlib.data.longtail import class_groups
 from ltlib.data.sources import ImageSet
-from ltlib.evaluate import accuracy_from_logits, evaluate, predict_logits
+from ltlib.runs.evaluate import accuracy_from_logits, evaluate, predict_logits
 
 
 def test_per_class_accuracy_and_groups():

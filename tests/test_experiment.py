@@ -9,10 +9,10 @@ import warnings
 import pytest
 import torch
 
-from ltlib import io
-from ltlib.config import make_config
-from ltlib.errors import CheckpointError, DataError
-from ltlib.experiment import cached_seeds, load_run, run, run_dir, run_seeds
+from ltlib.core import io
+from ltlib.runs.config import make_config
+from ltlib.core.errors import CheckpointError, DataError
+from ltlib.runs.experiment import cached_seeds, load_run, run, run_dir, run_seeds
 
 
 def _config(**kw):
@@ -115,8 +115,8 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
 
 
 RESUME_SCRIPT = """
-from ltlib.config import make_config
-from ltlib.experiment import run
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import run
 run(make_config("smoke", test_per_class=None, epochs={epochs}, eval_every=2), progress=False)
 """
 
@@ -159,8 +159,8 @@ def test_killed_run_resumes_to_the_same_result(fake_fmnist, exp_dir, tmp_path):
 
 def test_final_numbers_equal_a_fresh_evaluation(fake_fmnist, exp_dir):
     """The final metrics reuse the last epoch's evaluation; it must be what evaluating the saved model gives."""
-    from ltlib.evaluate import evaluate
-    from ltlib.experiment import load_data
+    from ltlib.runs.evaluate import evaluate
+    from ltlib.runs.experiment import load_data
 
     r = run(_config(epochs=3, eval_every=2), progress=False)
     data = load_data(r.config)

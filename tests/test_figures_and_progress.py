@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltlib import progress
-from ltlib.plots import place_labels, plot_few_vs_many
+from ltlib.core import progress
+from ltlib.report.plots import place_labels, plot_few_vs_many
 
 
 def _boxes(fig):

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltlib import claims as C
-from ltlib import findings as F
-from ltlib.errors import ConfigError
-from ltlib.papers import REPORTED, reference_column, reported, sources
+from ltlib.report import claims as C
+from ltlib.report import findings as F
+from ltlib.core.errors import ConfigError
+from ltlib.report.papers import REPORTED, reference_column, reported, sources
 
 
 def test_t_critical_matches_closed_forms():
@@ -83,7 +83,7 @@ def test_values_of_any_unit_and_the_table():
 
 def test_best_and_compare_all():
     runs = {"CE": _runs({0: 50, 1: 52}), "BS": _runs({0: 55, 1: 56}), "LDAM": _runs({0: 40, 1: 60})}
-    from ltlib.results import summarize
+    from ltlib.report.results import summarize
     assert F.best(summarize(runs))[0] == "BS"
     found = F.compare_all(runs, "CE", ("overall",))
     assert [(f.a, f.b) for f in found] == [("CE", "BS"), ("CE", "LDAM")]

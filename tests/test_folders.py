@@ -12,7 +12,7 @@ from PIL import Image
 from ltlib.data.folders import (IMAGENET_MEAN, IMAGENET_STD, FolderDataset, FolderSplit, decode_resized,
                                 eval_transform, folder_loader, read_inat_json, read_list, read_split,
                                 folder_root, train_transform)
-from ltlib.errors import ConfigError, DataError
+from ltlib.core.errors import ConfigError, DataError
 
 # (relative path, label, width x height, colour): 3 classes with 3 / 2 / 1 images, JPEG and PNG mixed
 IMAGES = [

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-import ltlib.sharpness as S
-from ltlib.config import make_config
-from ltlib.env import run_threads, threads_for_run
-from ltlib.errors import ConfigError
-from ltlib.jobs import JobError, Task, default_jobs, run_grid, run_tasks, train_missing
-from ltlib.stage2 import make_stage2
+import ltlib.analysis.sharpness as S
+from ltlib.runs.config import make_config
+from ltlib.core.env import run_threads, threads_for_run
+from ltlib.core.errors import ConfigError
+from ltlib.runs.jobs import JobError, Task, default_jobs, run_grid, run_tasks, train_missing
+from ltlib.runs.stage2 import make_stage2
 
 
 def _config(**kw):

@@ -4,11 +4,11 @@ import json
 import pandas as pd
 import pytest
 
-from ltlib import longpath
-from ltlib.config import make_config
-from ltlib.experiment import run
-from ltlib.findings import compare
-from ltlib.results import summarize
+from ltlib.report import longpath
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import run
+from ltlib.report.findings import compare
+from ltlib.report.results import summarize
 
 
 def test_a_notebooks_results_round_trip_with_their_provenance(fake_fmnist, exp_dir, tmp_path):

@@ -3,7 +3,7 @@ import pytest
 
 from ltlib.data.longtail import (check_imbalance_factor, class_groups, holdout_split, lt_counts, select_longtail,
                                  unused_split)
-from ltlib.errors import ConfigError
+from ltlib.core.errors import ConfigError
 
 # algorithms.md §1.1
 CIFAR10 = {

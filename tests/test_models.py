@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ltlib.errors import ConfigError
+from ltlib.core.errors import ConfigError
 from ltlib.models import NormedLinear, build_model, classifier_weight, count_parameters
 
 

@@ -12,16 +12,16 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import RandomResizedCrop
 from PIL import Image
 
-from ltlib import experiment
-from ltlib.config import RunConfig, make_config
+from ltlib.runs import experiment
+from ltlib.runs.config import RunConfig, make_config
 from ltlib.data import folders
 from ltlib.data.augment import center_crop, color_jitter, random_resized_crop, resized_crop_boxes
 from ltlib.data.datasets import DATASETS, folder_spec, load_longtail
 from ltlib.data.longtail import class_groups
 from ltlib.data.stream import StreamedImages, StreamLoader
-from ltlib.distributed import DistInfo
-from ltlib.errors import ConfigError, DataError
-from ltlib.optim.schedules import build_schedule
+from ltlib.runs.distributed import DistInfo
+from ltlib.core.errors import ConfigError, DataError
+from ltlib.methods.schedules import build_schedule
 
 from hand_oracles import assert_accuracy_is_a_fresh_evaluation
 

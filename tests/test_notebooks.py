@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ltlib import findings as F
-from ltlib.tutorial import notebooks, tutorial_parameters
+from ltlib.report import findings as F
+from ltlib.tools.tutorial import notebooks, tutorial_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

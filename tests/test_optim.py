@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ltlib.errors import ConfigError
-from ltlib.losses import CrossEntropy, build_loss
-from ltlib.optim import Cosine, CosineEpochStart, SGDStep, WarmupMultiStep, autocast_for, build_schedule, build_sgd
+from ltlib.core.errors import ConfigError
+from ltlib.methods.losses import CrossEntropy, build_loss
+from ltlib.methods import Cosine, CosineEpochStart, SGDStep, WarmupMultiStep, autocast_for, build_schedule, build_sgd
 
 
 def test_warmup_multistep_reproduces_ldam_table():

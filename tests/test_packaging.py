@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ltlib.export import export_script
+from ltlib.tools.export import export_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ltlib import readme
+from ltlib.report import readme
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltlib.config import make_config
-from ltlib.experiment import Run
-from ltlib.results import caption, per_class, summarize
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import Run
+from ltlib.report.results import caption, per_class, summarize
 
 
 def _run(seed, overall, few, norms=(2.0, 1.0)):
@@ -27,8 +27,8 @@ def test_summarize_mean_and_sample_std():
 
 
 def test_findings_pair_run_objects_by_seed():
-    """The notebooks' comparisons (ltlib.findings) on Run objects: b - a per shared seed."""
-    from ltlib.findings import compare
+    """The notebooks' comparisons (ltlib.report.findings) on Run objects: b - a per shared seed."""
+    from ltlib.report.findings import compare
     a = [_run(0, 70, 40), _run(1, 72, 50), _run(2, 74, 60)]
     b = [_run(0, 71, 30), _run(1, 71, 45), _run(2, 75, 55)]
     few = compare("a", a, "b", b, "few")

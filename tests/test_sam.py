@@ -5,12 +5,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ltlib.config import make_config
-from ltlib.errors import ConfigError
-from ltlib.experiment import run
-from ltlib.optim import (STEPS, SAMOptions, SGDStep, autocast_for, bn_stats_frozen, build_sgd, build_step,
+from ltlib.runs.config import make_config
+from ltlib.core.errors import ConfigError
+from ltlib.runs.experiment import run
+from ltlib.methods import (STEPS, SAMOptions, SGDStep, autocast_for, bn_stats_frozen, build_sgd, build_step,
                          tail_classes_from_counts)
-from ltlib.optim.sam import Perturbation
+from ltlib.methods.sam import Perturbation
 
 from hand_oracles import assert_accuracy_is_a_fresh_evaluation
 

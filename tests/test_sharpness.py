@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-import ltlib.sharpness as S
-from ltlib.config import make_config
+import ltlib.analysis.sharpness as S
+from ltlib.runs.config import make_config
 from ltlib.data.longtail import class_groups
-from ltlib.errors import ConfigError
-from ltlib.experiment import load_data, run_dir
+from ltlib.core.errors import ConfigError
+from ltlib.runs.experiment import load_data, run_dir
 from ltlib.models import build_model
-from ltlib.series import HEADLINE_MODELS, SMOKE_MODELS, select, series_configs
+from ltlib.report.series import HEADLINE_MODELS, SMOKE_MODELS, select, series_configs
 
 COUNTS = [40, 20, 12, 6, 3]
 
@@ -223,7 +223,7 @@ def test_ascent_landscapes_span_steps_of_sams_length():
     """The x axis of an ascent landscape is in steps of norm rho: at ``steps`` = k the weights moved by k * rho
     along the filter-normalised ascent direction (a slip to alpha itself, or to another unit, fails)."""
     from types import SimpleNamespace
-    from ltlib.sharpness.directions import direction_norm
+    from ltlib.analysis.sharpness.directions import direction_norm
 
     model, probe = _model(), _probe()
     settings = S.analysis_settings("smoke", alpha_points=5, ascent_rho=0.05, ascent_steps=4.0)
@@ -299,7 +299,7 @@ class SmoothNet(nn.Module):
 
 
 def test_the_filter_scaled_hessian_is_d_h_d_and_matches_a_finite_difference():
-    from ltlib.sharpness.analysis import _scaled, filter_scales
+    from ltlib.analysis.sharpness.analysis import _scaled, filter_scales
 
     model, probe = SmoothNet().eval().double(), _probe()
     probe = S.Probe(probe.inputs.double(), probe.labels, probe.class_names, probe.groups, probe.loss_fn)
@@ -330,7 +330,7 @@ def _same_numbers(a, b):
 
 
 def test_analyse_run_caches_beside_the_run_and_fills_the_table(fake_fmnist, exp_dir):
-    from ltlib.experiment import run
+    from ltlib.runs.experiment import run
 
     config = make_config("smoke", "ce", test_per_class=None, epochs=1)
     trained = run(config, progress=False)
@@ -358,7 +358,7 @@ def test_analyse_run_caches_beside_the_run_and_fills_the_table(fake_fmnist, exp_
 
 
 def test_model_curvature_matches_the_dense_hessian_of_a_small_network():
-    from ltlib.sharpness.analysis import _scaled, filter_scales
+    from ltlib.analysis.sharpness.analysis import _scaled, filter_scales
 
     model, probe = SmoothNet().eval().double(), _probe()
     probe = S.Probe(probe.inputs.double(), probe.labels, probe.class_names, probe.groups, probe.loss_fn)
@@ -394,7 +394,7 @@ def test_the_training_loss_probe_is_the_runs_criterion_with_its_final_drw_weight
     import torch.nn.functional as F
 
     from hand_oracles import effective_number_weights_by_hand
-    from ltlib.stage2 import make_stage2
+    from ltlib.runs.stage2 import make_stage2
 
     config = make_config("smoke", "cmo", test_per_class=None, reweight="drw")
     data = load_data(config)

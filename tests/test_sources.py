@@ -7,7 +7,7 @@ import torch
 
 from conftest import make_cifar, make_fashion_mnist, py2_pickle_bytes, write_idx
 from ltlib.data.sources import load_cifar, load_fashion_mnist, load_pickle_restricted
-from ltlib.errors import DataError
+from ltlib.core.errors import DataError
 
 
 def test_fashion_mnist_reads_idx(fmnist_dir):

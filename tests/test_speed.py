@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ltlib.bench import run_benchmark
-from ltlib.config import make_config
-from ltlib.experiment import run
+from ltlib.tools.bench import run_benchmark
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import run
 from ltlib.models import build_model
 from ltlib.models.fold import fold_batchnorm
 
@@ -103,7 +103,7 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path):
 
 
 def test_side_by_side_benchmark_tiny_mode_writes_its_report(fake_fmnist, tmp_path):
-    from ltlib.bench_jobs import run_benchmark as run_jobs_benchmark
+    from ltlib.tools.bench_jobs import run_benchmark as run_jobs_benchmark
     result = run_jobs_benchmark(tiny=True, repeats=1, out_dir=tmp_path, progress=False)
     saved = json.loads((tmp_path / result["path"].rsplit("/", 1)[1]).read_text())
     assert len(saved["results"]) == 3 and all(len(s) == 1 and s[0] > 0 for s in saved["seconds"].values())

@@ -8,15 +8,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ltlib.config import make_config
+from ltlib.runs.config import make_config
 from ltlib.data.samplers import build_sampler
-from ltlib.errors import ConfigError
-from ltlib.evaluate import predict_features
-from ltlib.experiment import eval_options, load_data, run
-from ltlib.losses import ClassBalancedBCE, effective_number_weights
-from ltlib.optim import SGDStep, build_sgd
-from ltlib.posthoc import best_tau, tau_normalize, tau_normalized_weight, tau_sweep
-from ltlib.stage2 import MaxNorm, Stage2Step, build_stage2, make_stage2
+from ltlib.core.errors import ConfigError
+from ltlib.runs.evaluate import predict_features
+from ltlib.runs.experiment import eval_options, load_data, run
+from ltlib.methods.losses import ClassBalancedBCE, effective_number_weights
+from ltlib.methods import SGDStep, build_sgd
+from ltlib.analysis.posthoc import best_tau, tau_normalize, tau_normalized_weight, tau_sweep
+from ltlib.runs.stage2 import MaxNorm, Stage2Step, build_stage2, make_stage2
 
 from hand_oracles import effective_number_weights_by_hand
 

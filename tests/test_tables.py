@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ltlib.calibration import ece_from_bins, expected_calibration_error, reliability_bins, run_calibration
-from ltlib.config import make_config
-from ltlib.evaluate import logit_scale
-from ltlib.experiment import Run, load_data, run
-from ltlib.gather import display_summary, export_table, gather_runs, headline_table, markdown, summarize_runs
+from ltlib.analysis.calibration import ece_from_bins, expected_calibration_error, reliability_bins, run_calibration
+from ltlib.runs.config import make_config
+from ltlib.runs.evaluate import logit_scale
+from ltlib.runs.experiment import Run, load_data, run
+from ltlib.report.gather import display_summary, export_table, gather_runs, headline_table, markdown, summarize_runs
 from ltlib.models.heads import NormedLinear
-from ltlib.stage2 import make_stage2
+from ltlib.runs.stage2 import make_stage2
 
 
 def _two_class(confidence: float, n: int, correct: int):

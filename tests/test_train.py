@@ -2,13 +2,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ltlib import io
+from ltlib.core import io
 from ltlib.data.loader import DeviceLoader
 from ltlib.data.sources import ImageSet
-from ltlib.errors import TrainingDivergedError
-from ltlib.losses import CrossEntropy
-from ltlib.optim import Cosine, SGDStep, build_sgd
-from ltlib.train import fit
+from ltlib.core.errors import TrainingDivergedError
+from ltlib.methods.losses import CrossEntropy
+from ltlib.methods import Cosine, SGDStep, build_sgd
+from ltlib.runs.train import fit
 
 
 def _setup(seed=0, lr=0.05):
@@ -56,14 +56,14 @@ def test_split_training_equals_one_go():
 
 
 def test_resume_from_a_checkpoint_with_a_fresh_optimiser_and_loader_equals_one_go(tmp_path):
-    """Train epochs 0-1, save the model and optimiser state dicts to a checkpoint file (ltlib.io, as
+    """Train epochs 0-1, save the model and optimiser state dicts to a checkpoint file (ltlib.core.io, as
     experiment.py's checkpoint.pt), then build everything anew, as a resumed process does: a model initialised
     from another seed, a new optimiser and a new loader with the run's seed; load the checkpoint and train
     epochs 2-3. Parameters, BatchNorm buffers and momentum buffers equal those of epochs 0-3 in one go.
 
     Planted slips this catches (each shown failing; test_split_training_equals_one_go, which reuses the same
     in-memory optimiser and loader, passed on both): a loader whose epoch order comes from a generator that runs
-    on across epochs instead of being seeded from (seed, epoch), and a checkpoint writer (ltlib.io.save_checkpoint)
+    on across epochs instead of being seeded from (seed, epoch), and a checkpoint writer (ltlib.core.io.save_checkpoint)
     that drops the optimiser's per-parameter state (its momentum buffers).
     """
     model, loader, step = _setup(seed=1)

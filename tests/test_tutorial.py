@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ltlib.tutorial import notebooks, tutorial_parameters
+from ltlib.tools.tutorial import notebooks, tutorial_parameters
 
 ALL = {"profile", "dataset", "seeds", "extras"}
 
@@ -45,7 +45,7 @@ def test_every_notebook_takes_the_parameters_the_tutorial_passes():
 
 
 def test_each_series_keeps_its_own_timings(tmp_path):
-    from ltlib.tutorial import save_timings
+    from ltlib.tools.tutorial import save_timings
     first = {"started": "20261202-100000", "seconds": 1.0, "notebooks": {}}
     second = {"started": "20261202-110000", "seconds": 2.0, "notebooks": {}}
     save_timings(tmp_path, first)

@@ -3,7 +3,7 @@
 A measured result looks like a mean ± std, a percentage, a signed difference in points, a count over seeds or
 models ("9 of 16"), a time, a decimal number, or a table row of numbers. Hyperparameters and formulas stay typed,
 inside math (``$...$``) or code (`` `lr=0.1` ``), where this check does not look; integers (epochs, image counts,
-years, IF = 100) are settings and stay too. The README's generated blocks (``ltlib.readme``) are exempt here and
+years, IF = 100) are settings and stay too. The README's generated blocks (``ltlib.report.readme``) are exempt here and
 checked against their source files by ``tests/test_readme.py``.
 """
 import json

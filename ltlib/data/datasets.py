@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
-from ..registry import Registry
+from ..core.errors import ConfigError, DataError
+from ..core.registry import Registry
 from .folders import IMAGENET_MEAN, IMAGENET_STD, FolderSplit, load_folder_images, read_folder_split
 from .longtail import (ClassGroups, class_counts, class_groups, holdout_split, lt_counts, select_longtail,
                        unused_split)

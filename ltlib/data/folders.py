@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..env import available_cpus
-from ..errors import ConfigError, DataError
-from ..progress import track
+from ..core.env import available_cpus
+from ..core.errors import ConfigError, DataError
+from ..core.progress import track
 from .sources import ImageSet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -257,7 +257,7 @@ def folder_loader(split: FolderSplit, transform: Callable, batch_size: int, *, s
 
     ``seed`` seeds the shuffle order and the worker processes' random streams (so their
     augmentation); with ``num_workers=0`` the transforms draw from the global torch generator
-    (:func:`ltlib.env.seed_everything`). ``sampler`` is a torch sampler (any iterable of indices).
+    (:func:`ltlib.core.env.seed_everything`). ``sampler`` is a torch sampler (any iterable of indices).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

@@ -10,9 +10,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..env import derived_seed
+from ..core.env import derived_seed
 from .augment import color_jitter, normalize, pad_crop_flip, random_resized_crop
-from ..targets import Targets
+from ..core.targets import Targets
 from .mixing import NoMixing
 from .samplers import InstanceSampler, Sampler
 from .sources import ImageSet

@@ -11,8 +11,8 @@ from numbers import Real
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..registry import Registry
+from ..core.errors import ConfigError, DataError
+from ..core.registry import Registry
 
 IMBALANCE_PROFILES: Registry[None] = Registry("imbalance profile")
 IMBALANCE_PROFILES.add("exp", None, "exponential: n_i = int(n_max * (1/IF)^(i/(C-1))) (LDAM-DRW, CMO, WB, ImbSAM)")

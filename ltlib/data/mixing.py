@@ -5,7 +5,7 @@ and its integer labels alone (and draws nothing, so runs without mixing are unch
 mixes each image with a permuted partner, ``lam * x + (1 - lam) * x[perm]``, with one
 ``lam ~ Beta(alpha, alpha)`` per batch, as CC-SAM's released code (and Zhang et al.'s mixup) does.
 ``"cmo"`` pastes a box from a minority-weighted second batch (CMO, algorithms.md §5.2). Losses see mixed
-targets through :func:`ltlib.targets.mixed_losses`.
+targets through :func:`ltlib.core.targets.mixed_losses`.
 
 A rule may define ``start_epoch(loader, epoch)``; the loader calls it before each epoch (CMO draws its
 minority stream there, from its own seeded generator).
@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..env import derived_seed
-from ..errors import ConfigError
-from ..registry import Registry
-from ..targets import MixedTargets, Targets
+from ..core.env import derived_seed
+from ..core.errors import ConfigError
+from ..core.registry import Registry
+from ..core.targets import MixedTargets, Targets
 from .samplers import ClassPowerSampler
 
 _CMO_STREAM = 3

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 
 class Sampler(Protocol):

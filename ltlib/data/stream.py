@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..env import derived_seed
-from ..errors import DataError
-from ..replicas import DistInfo, check_batch, dist_info
-from ..targets import Targets
+from ..core.env import derived_seed
+from ..core.errors import DataError
+from ..core.replicas import DistInfo, check_batch, dist_info
+from ..core.targets import Targets
 from .folders import FolderSplit, open_rgb
 from .loader import _AUGMENT_STREAM, _MIX_STREAM, _ORDER_STREAM, epoch_generator
 from .mixing import NoMixing

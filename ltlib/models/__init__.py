@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..registry import Registry
+from ..core.registry import Registry
 from .heads import NormedLinear, build_classifier, classifier_weight, reset_classifier
 from .resnet34_wb import ResNet34WB
 from .resnet_cifar import ResNetCifar

@@ -1,0 +1,120 @@
+"""Data-parallel training with ``torch.distributed``, launched by ``torchrun`` (DESIGN.md, *Scale*).
+
+Every rank builds the same run: the same seeded model and the same loader, so every rank draws the same
+global epoch order, augmentation and mixing. Each rank keeps its slice of every global batch
+(:class:`ShardedLoader`), and DistributedDataParallel averages the gradients over the ranks. With equal
+slices that average is the gradient of the global batch's mean loss, so a DDP epoch of plain SGD gives the
+parameters of the single-process epoch over the same global batches (up to the order of float sums).
+BatchNorm is the exception: each replica normalises with its own slice's statistics, as DDP does without
+``SyncBatchNorm``.
+
+The SAM family (:mod:`ltlib.methods.sam`) perturbs per replica by default, as the SAM paper does: the ascent
+gradient stays local (``no_sync``), and only the gradient at ``w + epsilon`` is averaged. ImbSAM's head
+gradient, stored between its passes, is averaged explicitly. ``SAMOptions(perturbation="global")``
+averages the ascent gradient too, which reproduces single-process SAM over the global batch. CC-SAM
+(:mod:`ltlib.methods.ccsam`) likewise computes its per-class classifier gradients from the replica's slice,
+or, with ``perturbation="global"``, from the gathered global batch.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..core.errors import ConfigError
+from .evaluate import accuracy_from_logits, evaluate, predict_logits
+from ..core.replicas import (DistInfo, average_gradients, broadcast_buffers, check_batch, dist_info, gather_cat,
+                       gather_rows, local_pass, unwrap)
+from .stage2 import Stage2Config
+from ..core.targets import MixedTargets, Targets
+
+__all__ = ["DistInfo", "ShardedLoader", "average_gradients", "broadcast_buffers", "check_batch", "check_supported",
+           "dist_info", "evaluate_sharded", "gather_cat", "gather_rows", "init_from_env", "local_pass", "rank_device",
+           "shard_batch", "unwrap", "wrap_model"]
+
+
+def init_from_env(backend: str = "auto") -> DistInfo:
+    """Join the process group ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...).
+
+    Without those variables, or with a world of one, nothing is initialised. ``backend="auto"`` is NCCL
+    when CUDA is present and gloo otherwise (the CPU tests).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend)
+    return dist_info()
+
+
+def rank_device(info: DistInfo, device: str | torch.device = "auto") -> torch.device:
+    """The device of this rank: ``cuda:<local rank>`` when CUDA is used, else the CPU."""
+    if str(device) == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", info.local_rank)
+
+
+def shard_batch(images: torch.Tensor, targets: Targets, info: DistInfo) -> tuple[torch.Tensor, Targets]:
+    """This rank's contiguous slice of a global batch (a short last batch is split as evenly as it goes)."""
+    n = len(images)
+    part = slice(n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size)
+    if isinstance(targets, MixedTargets):
+        weight = targets.weight[part] if targets.weight.dim() else targets.weight
+        return images[part], MixedTargets(targets.labels[part], targets.other[part], weight)
+    return images[part], targets[part]
+
+
+class ShardedLoader:
+    """A loader's global batches, cut to this rank's slice; the epoch draws stay those of the whole batch."""
+
+    def __init__(self, loader, info: DistInfo) -> None:
+        check_batch(loader.batch_size, info.world_size)
+        self.loader, self.info = loader, info
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)      # device, batch_size, sampler, ... of the wrapped loader
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, Targets]]:
+        for images, targets in self.loader.epoch(epoch):
+            yield shard_batch(images, targets, self.info)
+
+
+def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
+    """The model in DistributedDataParallel when the job has several ranks (it is returned as is otherwise)."""
+    if not info.enabled:
+        return model
+    device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def evaluate_sharded(model: nn.Module, data, **options):
+    """:func:`ltlib.runs.evaluate.evaluate` with each rank predicting its slice of ``data`` with rank 0's buffers and
+    the logits gathered, so every rank gets the whole set's result. A single process evaluates everything itself."""
+    info = dist_info()
+    if not info.enabled:
+        return evaluate(model, data, **options)
+    broadcast_buffers(model)
+    n = len(data.labels)
+    part = slice(n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size)
+    logits = predict_logits(model, data.images[part], **options).reshape(-1, data.num_classes)  # (0, C) if empty
+    if dist.get_backend() == "nccl":
+        logits = logits.to(rank_device(info))
+    return accuracy_from_logits(gather_cat(logits).cpu(), data.labels, data.num_classes)
+
+
+def check_supported(config) -> None:
+    """What a DDP job can train: stage 1, with any step."""
+    if isinstance(config, Stage2Config):
+        raise ConfigError("stage-2 runs train in one process (they retrain the classifier only): run them "
+                          "without torchrun, on the stage-1 run the DDP job wrote")

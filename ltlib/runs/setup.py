@@ -1,0 +1,154 @@
+"""What a run trains with, built from its config: data, model, optimiser, step, loss, schedule and loader.
+
+Below the run cache (:mod:`ltlib.runs.experiment`) and beside stage 2 (:mod:`ltlib.runs.stage2`, which builds its
+own :class:`Setup` on a stage-1 model it is handed): nothing here knows of run folders.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .config import RunConfig
+from ..data.datasets import DATASETS, LongTailData, load_longtail
+from ..data.loader import DeviceLoader
+from ..data.mixing import build_mixing
+from ..data.samplers import build_sampler
+from ..data.stream import StreamedImages, StreamLoader
+from ..core.env import resolve_device, seed_everything
+from ..methods.losses import DRW, build_loss
+from ..models import build_model
+from ..methods.ccsam import CCSAMOptions
+from ..methods.sam import SAMOptions, tail_classes_from_counts
+from ..methods.schedules import build_schedule
+from ..methods.step import build_sgd, build_step
+from ..core.precision import autocast_for
+
+
+def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
+    """The long-tailed data a config trains and evaluates on."""
+    return load_longtail(
+        config.dataset, config.imbalance_factor, imbalance_profile=config.imbalance_profile, n_max=config.n_max,
+        subset=config.subset, subset_seed=config.subset_seed, val_split=config.val_split,
+        val_fraction=config.val_fraction, val_per_class=config.val_per_class,
+        test_per_class=config.test_per_class, data_dir=data_dir, image_size=config.image_size,
+        stream=config.data_path == "stream",
+    )
+
+
+def eval_options(config, data: LongTailData) -> dict:
+    """The keyword arguments every evaluation of ``config``'s model takes (normalisation, batch size, precision,
+    memory format, BN folding), for :func:`~ltlib.runs.evaluate.evaluate` and
+    :func:`~ltlib.runs.evaluate.predict_logits`."""
+    base = config.base
+    return dict(mean=data.mean, std=data.std, batch_size=base.eval_batch_size, precision=base.precision,
+                channels_last=base.channels_last, fold_bn=base.fold_bn, center_crop=data.crop_size)
+
+
+def new_model(config: RunConfig, num_classes: int, device: torch.device) -> nn.Module:
+    in_channels = DATASETS.get(config.dataset).image_shape[0]
+    model = build_model(config.model, num_classes, in_channels, config.width, config.classifier)
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    return model.to(device=device, memory_format=fmt)
+
+
+@dataclass
+class Setup:
+    """What one run trains with. Stage 1 and stage 2 build it differently; the loop is shared."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: object                       # a StepStrategy
+    loss_fn: nn.Module
+    schedule: object
+    loader: DeviceLoader
+    epoch_log: object = None           # optional () -> dict merged into each epoch's record
+
+
+def build_stage1(config: RunConfig, data: LongTailData, device: torch.device) -> Setup:
+    """Model at initialisation (seeded), SGD over all parameters, the config's step, loss and sampler."""
+    seed_everything(config.seed)
+    model = new_model(config, data.num_classes, device)
+    optimizer = build_sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov,
+                          config.optimizer_impl)
+    step = build_step(config.step, optimizer, autocast_for(config.precision, device), model=model,
+                      options=step_options(config, data.class_counts.tolist()))
+    return Setup(model, optimizer, step, loss_for(config, data.class_counts.tolist()),
+                 build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
+                 stage1_loader(config, data, device),
+                 epoch_log=getattr(step, "epoch_log", None))
+
+
+def mixing_options(config: RunConfig) -> dict:
+    """The options of ``config``'s mixing rule."""
+    if config.mixing == "mixup":
+        return {"alpha": config.mixup_alpha}
+    if config.mixing == "cmo":
+        return dict(prob=config.cmo_prob, beta=config.cmo_beta, alpha=config.cmo_alpha, epochs=config.epochs,
+                    start=config.cmo_start, end=config.cmo_end)
+    return {}
+
+
+def loss_for(config: RunConfig, class_counts: list[int]) -> nn.Module:
+    """``config``'s loss on the training counts, with DRW class weights when ``reweight="drw"``."""
+    kwargs: dict = {}
+    if config.reweight == "drw":
+        kwargs["drw"] = DRW(class_counts, int(config.drw_start * config.epochs), config.drw_beta)
+    if config.loss == "ldam":
+        kwargs.update(max_m=config.ldam_max_m, s=config.ldam_s)
+    if config.loss == "focal":
+        kwargs["gamma"] = config.focal_gamma
+    return build_loss(config.loss, class_counts, **kwargs)
+
+
+def step_options(config: RunConfig, class_counts: list[int]) -> SAMOptions | CCSAMOptions:
+    """The options of ``config``'s step strategy: CC-SAM's, or the SAM family's (for SGD they are unused)."""
+    if config.step == "ccsam":
+        return CCSAMOptions(class_counts=tuple(class_counts), radius=config.ccsam_radius,
+                            flat_ratio=config.ccsam_flat_ratio, direction=config.ccsam_direction,
+                            magnitude=config.ccsam_magnitude, perturbation=config.sam_perturbation)
+    return sam_options(config, class_counts)
+
+
+def sam_options(config: RunConfig, class_counts: list[int]) -> SAMOptions:
+    """The SAM-family options of ``config``; ImbSAM's tail set comes from the training counts."""
+    tail = tail_classes_from_counts(class_counts, config.imbsam_eta) if config.step == "imbsam" else ()
+    return SAMOptions(rho=config.rho, asam_eta=config.asam_eta, bn_second_pass=config.bn_second_pass,
+                      restore=config.sam_restore, tail_classes=tail, tail_factor=config.imbsam_tail_factor,
+                      tail_divisor=config.imbsam_divisor, perturbation=config.sam_perturbation)
+
+
+def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,
+                 device: torch.device, *, mix=None, drop_last: bool | None = None) -> DeviceLoader:
+    """The device-resident loader with ``config``'s augmentation and seed (and ``mix``, a mixing rule)."""
+    return DeviceLoader(
+        data.train, batch_size=batch_size, mean=data.mean, std=data.std,
+        sampler=build_sampler(sampler, data.train.labels.to(device)), padding=config.crop_padding,
+        flip=config.flip, seed=config.seed, drop_last=config.drop_last if drop_last is None else drop_last,
+        channels_last=config.channels_last, device=device, mix=mix, resized_crop=data.crop_size,
+        jitter=config.color_jitter,
+    )
+
+
+def stage1_loader(config: RunConfig, data: LongTailData, device: torch.device) -> DeviceLoader | StreamLoader:
+    """The loader a stage-1 run trains on: the config's sampler, batch size, augmentation and mixing rule (read
+    from the image files each epoch with ``data_path="stream"``)."""
+    mix = build_mixing(config.mixing, **mixing_options(config))
+    if isinstance(data.train, StreamedImages):
+        return StreamLoader(data.train, batch_size=config.batch_size, mean=data.mean, std=data.std,
+                            crop=data.crop_size, flip=config.flip, jitter=config.color_jitter,
+                            sampler=build_sampler(config.sampler, data.train.labels.to(device)), seed=config.seed,
+                            drop_last=config.drop_last, channels_last=config.channels_last, device=device, mix=mix,
+                            num_workers=config.num_workers)
+    return train_loader(config, data, config.sampler, config.batch_size, device, mix=mix)
+
+
+def sample_batch(config: RunConfig, data: LongTailData, epoch: int = 0, device: str | torch.device = "cpu"):
+    """The first training batch of ``epoch`` as ``config`` draws it (augmented, normalised, mixed)."""
+    return next(iter(stage1_loader(config, data, resolve_device(device)).epoch(epoch)))
+
+
+def training_module(model: nn.Module, config) -> nn.Module:
+    """What the loop calls: the model itself, or a ``torch.compile`` wrapper sharing its parameters."""
+    return torch.compile(model) if config.base.compile else model
