@@ -31,7 +31,7 @@ test: install data
 	$(PY) -m pytest -q
 
 # The short path: notebooks 01-06 on seed 0 without their sweeps, then 07 with its headline rows on SEEDS seeds
-# (default 1). FULL=1, the long path: every notebook with its own defaults (seeds 0-2, sweeps and ablations); it
+# (default 1), then 08 on seed 0. FULL=1, the long path: every notebook with its own defaults (seeds 0-2, sweeps and ablations); it
 # publishes each notebook's results file to exp/summaries/longpath/ (committed). Executed notebooks, their HTML and
 # timings.json go to exp/tutorial/.
 SEEDS ?=

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from ltlib.runs.config import PROFILES, RECIPES, RunConfig, make_config
 from ltlib.core.errors import ConfigError
+from ltlib.runs.config import PROFILES, RECIPES, RunConfig, make_config
 from ltlib.runs.stage2 import STAGE2_RECIPES, make_stage2
 
 
@@ -108,3 +108,33 @@ def test_every_recipes_hash_is_pinned():
     (tests/pinned_hashes.json, commit ea438f6)."""
     pinned = json.loads((Path(__file__).parent / "pinned_hashes.json").read_text())["hashes"]
     assert _recipe_hashes() == pinned
+
+
+def test_each_methods_fields_live_in_its_own_settings_block():
+    """A method's fields are declared once, in its block (none in RunConfig's own body, none in two blocks), and its
+    registry entry names the block the run setup reads."""
+    from ltlib.data.mixing import MIXINGS
+    from ltlib.methods.losses import LOSSES
+    from ltlib.methods.step import STEPS
+    from ltlib.runs.config import BLOCKS
+
+    names = [n for block in BLOCKS for n in block.block_fields()]
+    assert len(names) == len(set(names))
+    assert not set(names) & set(RunConfig.__annotations__)          # RunConfig's own fields are the common ones
+    assert {"rho", "ccsam_radius", "cmo_prob", "mixup_alpha", "ldam_s", "focal_gamma", "drw_beta", "la_tau"} <= set(names)
+    named = {e.info["settings"] for reg in (STEPS, LOSSES, MIXINGS) for e in map(reg.entry, reg) if "settings" in e.info}
+    assert named | {block for block in BLOCKS if block.__name__ == "DRWSettings"} == set(BLOCKS)
+
+
+@pytest.mark.parametrize("change, used", [
+    (dict(rho=0.5), dict(step="sam")), (dict(ccsam_radius=0.1), dict(step="ccsam")),
+    (dict(cmo_prob=0.9), dict(mixing="cmo")), (dict(mixup_alpha=0.5), dict(mixing="mixup")),
+    (dict(ldam_s=10.0), dict(loss="ldam", classifier="normed")), (dict(focal_gamma=2.0), dict(loss="focal")),
+    (dict(drw_beta=0.99), dict(reweight="drw")), (dict(la_tau=1.5), dict(loss="la")),
+])
+def test_a_block_counts_toward_the_hash_only_where_the_run_uses_it(change, used):
+    """The planted slip: a block hashed whether or not its method is used would move every cached run's folder."""
+    base = make_config("quick", "wb")
+    assert base.replace(**change).hash() == base.hash()
+    with_method = base.replace(**used)
+    assert with_method.replace(**change).hash() != with_method.hash()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+
 PACKAGE = Path(__file__).resolve().parents[1] / "ltlib"
 
 # the layer of each module, by the package it sits in or its dotted name (the longest prefix wins): ltlib's top-level
@@ -157,8 +158,8 @@ def test_every_module_has_a_layer_and_imports_downwards_only():
 
 
 # what step strategies and losses may import: tensors and a loss, never data, runs or reports
-SEES_TENSORS = ("ltlib.core.errors", "ltlib.core.registry", "ltlib.core.targets", "ltlib.core.precision",
-                "ltlib.core.replicas", "ltlib.methods")
+SEES_TENSORS = ("ltlib.core.errors", "ltlib.core.registry", "ltlib.core.settings", "ltlib.core.targets",
+                "ltlib.core.precision", "ltlib.core.replicas", "ltlib.methods")
 
 
 def _within(name: str, prefix: str) -> bool:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ltlib.report import findings as F
-from ltlib.tools.tutorial import notebooks, tutorial_parameters
+from ltlib.tools.tutorial import is_summary, tutorial_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -25,6 +25,7 @@ FINDINGS = {
     "03": ("runs", "SGD", "ImbSAM ρ=0.05", "few"),
     "04": ("runs", "CE + mixup", "CC-SAM stage 1 (r=0.03)", "overall"),
     "05": ("runs", "CE", "CE + CMO", "overall"),
+    "08": ("runs", "CE", "LA loss (τ = 1)", "overall"),
 }
 
 
@@ -98,9 +99,8 @@ def test_notebook_runs_with_papermill_and_renders_its_own_runs(notebook, tmp_pat
     out = tmp_path / notebook.name
     # make tutorial's short path (one seed, extras off; 07's headline rows on two seeds); the script below runs
     # each notebook's own defaults (three seeds, extras on)
-    series = notebooks()
     params = tutorial_parameters(notebook, set(papermill.inspect_notebook(str(notebook))), "smoke",
-                                 "fashion_mnist_lt", seeds=2, last=notebook == series[-1])
+                                 "fashion_mnist_lt", seeds=2, last=is_summary(notebook))
     papermill.execute_notebook(str(notebook), str(out), parameters=params, kernel_name="python3",
                                cwd=str(notebook.parent), progress_bar=False)
     text = out.read_text()

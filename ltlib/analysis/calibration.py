@@ -17,6 +17,7 @@ from ..core.errors import CheckpointError
 from ..runs.evaluate import logit_scale, predict_logits
 from ..runs.experiment import eval_options, load_data
 
+
 BINS = 15
 
 

@@ -1,4 +1,5 @@
-"""Post-hoc repairs of a trained model's classifier: L2 / tau-normalisation of its rows (notebook 02).
+"""Post-hoc repairs of a trained model's classifier: L2 / tau-normalisation of its rows (notebook 02), and logit
+adjustment of its predictions (:mod:`ltlib.methods.logit_adjustment`).
 
 ``w_c / ||w_c||^tau`` for every class row c, the bias untouched: tau = 0 is the model as trained, tau = 1 the
 L2-normalised rows (Kang et al.'s tau-norm; weight balancing's demo uses tau = 1.9). A sweep evaluates every tau from
@@ -16,10 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.errors import ConfigError
 from ..data.datasets import LongTailData
 from ..data.longtail import class_groups
-from ..core.errors import ConfigError
-from ..runs.evaluate import accuracy_from_logits, predict_features
+from ..methods.logit_adjustment import adjust_logits
+from ..runs.evaluate import accuracy_from_logits, logit_scale, predict_features, predict_logits
 from ..runs.experiment import Run
 from ..runs.setup import eval_options
 
@@ -72,13 +74,41 @@ def tau_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.
 def tau_result(run_: Run, sweep: pd.DataFrame, tau: float) -> dict:
     """One tau of a sweep as a result row (test split), like a run's: seed, groups, per-class accuracy and
     the classifier norms after normalisation (``||w_c|| ** (1 - tau)``)."""
+    norms = np.asarray(run_.metrics["classifier_norms"]) ** (1 - tau)
+    return {**sweep_result(run_, sweep, tau), "classifier_norms": norms.tolist()}
+
+
+def sweep_result(run_: Run, sweep: pd.DataFrame, tau: float) -> dict:
+    """One tau of a sweep (:func:`tau_sweep`, :func:`logit_adjustment_sweep`) as a result row of the test split,
+    like a run's: name, seed, tau, overall / many / medium / few and the per-class accuracy."""
     row = sweep[(sweep["split"] == "test") & np.isclose(sweep["tau"], tau)]
     if row.empty:
         raise ValueError(f"tau {tau} is not in the sweep")
     r = row.iloc[0]
-    norms = np.asarray(run_.metrics["classifier_norms"]) ** (1 - tau)
     return {"name": f"tau={tau:g}", "seed": run_.config.seed, "tau": tau, "overall": r["overall"], "many": r["many"],
-            "medium": r["medium"], "few": r["few"], "per_class": r["per_class"], "classifier_norms": norms.tolist()}
+            "medium": r["medium"], "few": r["few"], "per_class": r["per_class"]}
+
+
+def logit_adjustment_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.1), 2), *,
+                           device: torch.device | str | None = None) -> pd.DataFrame:
+    """Post-hoc logit adjustment (:func:`ltlib.methods.logit_adjustment.adjust_logits`) of a trained model at each
+    tau: overall / many / medium / few on val and test, from logits computed once. The prior is the training
+    counts'; a cosine head's logits are scaled by its s first, as the softmax sees them."""
+    taus = list(taus)                   # each is checked by log_prior
+    cfg = run_.config
+    groups = class_groups(data.class_counts, cfg.base.group_scheme)
+    splits = {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
+    scale = logit_scale(cfg)
+    logits = {name: predict_logits(run_.model, split.images, **eval_options(cfg, data), device=device) * scale
+              for name, split in splits.items()}
+    rows = []
+    for tau in taus:
+        for name, split in splits.items():
+            adjusted = adjust_logits(logits[name], data.class_counts.tolist(), tau)
+            res = accuracy_from_logits(adjusted, split.labels, data.num_classes)
+            rows.append({"tau": tau, "split": name, **{k: v for k, v in res.summary(groups).items()
+                                                       if k != "per_class"}, "per_class": res.per_class.tolist()})
+    return pd.DataFrame(rows)
 
 
 def best_tau(sweep: pd.DataFrame, split: str = "val") -> float:

@@ -13,6 +13,7 @@ import torch
 
 from .errors import ConfigError
 
+
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_PRECISION = "fp32"
 

@@ -10,6 +10,7 @@ from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import ConfigError
 
+
 T = TypeVar("T")
 
 

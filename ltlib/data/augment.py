@@ -80,7 +80,7 @@ def random_resized_crop(images: torch.Tensor, size: int, flip: bool, generator: 
     b, _, h, w = images.shape
     boxes = resized_crop_boxes(h, w, b, generator, device=images.device)
     rois = torch.cat([torch.arange(b, device=images.device, dtype=boxes.dtype)[:, None], boxes], 1)
-    from torchvision.ops import roi_align   # imported here: it costs every ltlib import ~2 s
+    from torchvision.ops import roi_align  # imported here: it costs every ltlib import ~2 s
 
     out = roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
                     aligned=True)

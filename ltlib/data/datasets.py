@@ -16,8 +16,7 @@ import torch
 from ..core.errors import ConfigError, DataError
 from ..core.registry import Registry
 from .folders import IMAGENET_MEAN, IMAGENET_STD, FolderSplit, load_folder_images, read_folder_split
-from .longtail import (ClassGroups, class_counts, class_groups, holdout_split, lt_counts, select_longtail,
-                       unused_split)
+from .longtail import ClassGroups, class_counts, class_groups, holdout_split, lt_counts, select_longtail, unused_split
 from .sources import ImageSet, load_cifar, load_fashion_mnist
 from .stream import StreamedImages
 

@@ -27,6 +27,7 @@ from ..core.errors import ConfigError, DataError
 from ..core.progress import track
 from .sources import ImageSet
 
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -195,7 +196,7 @@ def _make_split(source: Path, root: str | os.PathLike, paths: list[str], labels:
 
 def train_transform(size: int = 224) -> Callable:
     """The standard ImageNet training augmentation: random-resized crop, flip, normalise."""
-    from torchvision import transforms   # imported here: it costs every ltlib import ~2 s
+    from torchvision import transforms  # imported here: it costs every ltlib import ~2 s
 
     return transforms.Compose([
         transforms.RandomResizedCrop(size),

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from ..core.env import derived_seed
-from .augment import color_jitter, normalize, pad_crop_flip, random_resized_crop
 from ..core.targets import Targets
+from .augment import color_jitter, normalize, pad_crop_flip, random_resized_crop
 from .mixing import NoMixing
 from .samplers import InstanceSampler, Sampler
 from .sources import ImageSet
+
 
 _ORDER_STREAM, _AUGMENT_STREAM, _MIX_STREAM = 0, 1, 2
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.errors import ConfigError, DataError
 from ..core.registry import Registry
 
+
 IMBALANCE_PROFILES: Registry[None] = Registry("imbalance profile")
 IMBALANCE_PROFILES.add("exp", None, "exponential: n_i = int(n_max * (1/IF)^(i/(C-1))) (LDAM-DRW, CMO, WB, ImbSAM)")
 IMBALANCE_PROFILES.add("step", None, "step: the first C//2 classes get n_max, the rest int(n_max/IF)")

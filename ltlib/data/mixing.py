@@ -12,14 +12,19 @@ minority stream there, from its own seeded generator).
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ..core.env import derived_seed
 from ..core.errors import ConfigError
 from ..core.registry import Registry
+from ..core.settings import Settings
 from ..core.targets import MixedTargets, Targets
 from .samplers import ClassPowerSampler
+
 
 _CMO_STREAM = 3
 
@@ -112,11 +117,68 @@ class CMO:
         return images, MixedTargets(labels, self.loader.labels[idx], weight)
 
 
+@dataclass(frozen=True)
+class MixupSettings(Settings):
+    """Input mixup's field of a run config, hashed when ``mixing="mixup"``."""
+
+    mixup_alpha: float = 1.0
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if not config.mixup_alpha > 0 or not math.isfinite(config.mixup_alpha):
+            raise ConfigError(f"RunConfig.mixup_alpha: Beta(alpha, alpha) needs alpha > 0, got {config.mixup_alpha!r}")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        return cls.block_fields() if config.mixing == "mixup" else ()
+
+    @classmethod
+    def options(cls, config) -> dict:
+        return {"alpha": config.mixup_alpha}
+
+
+@dataclass(frozen=True)
+class CMOSettings(Settings):
+    """CMO's fields of a run config (algorithms.md §5.2): a minority patch on p of the batches, in epochs
+    start < e < epochs - end. Hashed when ``mixing="cmo"``."""
+
+    cmo_prob: float = 0.5
+    cmo_beta: float = 1.0               # the box's lam ~ Beta(beta, beta)
+    cmo_alpha: float = 1.0              # the patch stream draws class c with weight n_c^(1 - alpha)
+    cmo_start: int = 3
+    cmo_end: int = 3
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if not 0 <= config.cmo_prob <= 1:
+            raise ConfigError(f"RunConfig.cmo_prob: CMO is applied to a batch with probability p, so p must be in "
+                              f"[0, 1]; got {config.cmo_prob!r}")
+        if not config.cmo_alpha >= 0:
+            raise ConfigError(f"RunConfig.cmo_alpha: the minority stream weighs class c by 1 / n_c^alpha; alpha must "
+                              f"be >= 0 (0 = instance-balanced, 1 = class-balanced), got {config.cmo_alpha!r}")
+        if not config.cmo_beta > 0 or config.cmo_start < 0 or config.cmo_end < 0:
+            raise ConfigError("RunConfig: cmo_beta must be > 0 and cmo_start, cmo_end >= 0")
+        if config.data_path == "stream" and config.mixing == "cmo":
+            raise ConfigError("RunConfig.data_path='stream' cannot feed CMO yet (it fetches its minority patches by "
+                              "index): use data_path='memory', with a smaller image_size if the set does not fit")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        return cls.block_fields() if config.mixing == "cmo" else ()
+
+    @classmethod
+    def options(cls, config) -> dict:
+        return dict(prob=config.cmo_prob, beta=config.cmo_beta, alpha=config.cmo_alpha, epochs=config.epochs,
+                    start=config.cmo_start, end=config.cmo_end)
+
+
+# settings: the run-config block a rule is built from (its options()); shown: the fields a caption prints
 MIXINGS: Registry = Registry("mixing")
 MIXINGS.add("none", lambda **_: NoMixing(), "no mixing: images and integer labels as they are")
 MIXINGS.add("mixup", Mixup, "input mixup: one lam ~ Beta(alpha, alpha) per batch, a random partner per image",
-            shown=("mixup_alpha",))
-MIXINGS.add("cmo", CMO, "CMO: a box from a minority-weighted batch pasted on p of the batches, labels mixed by area")
+            settings=MixupSettings, shown=("mixup_alpha",))
+MIXINGS.add("cmo", CMO, "CMO: a box from a minority-weighted batch pasted on p of the batches, labels mixed by area",
+            settings=CMOSettings)
 
 
 def build_mixing(name: str, **options) -> NoMixing | Mixup | CMO:

@@ -56,7 +56,7 @@ class StreamedImages:
 
 def stream_transform(size: int, flip: bool, jitter: float, mean, std) -> Callable:
     """The training view as the papers' code builds it with PIL: RandomResizedCrop, flip, ColorJitter, normalise."""
-    from torchvision import transforms   # imported here: it costs every ltlib import ~2 s
+    from torchvision import transforms  # imported here: it costs every ltlib import ~2 s
 
     steps: list = [transforms.RandomResizedCrop(size)]
     if flip:

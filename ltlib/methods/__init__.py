@@ -5,6 +5,7 @@ from .sam import SAMOptions, bn_stats_frozen, tail_classes_from_counts  # regist
 from .schedules import SCHEDULES, Cosine, CosineEpochStart, WarmupMultiStep, build_schedule
 from .step import STEPS, SGDStep, StepResult, StepStrategy, autocast_for, build_sgd, build_step, forward_loss
 
+
 __all__ = ["SCHEDULES", "STEPS", "CCSAMFeatureStep", "CCSAMOptions", "CCSAMStep", "Cosine", "CosineEpochStart",
            "SAMOptions", "SGDStep", "StepResult", "StepStrategy", "WarmupMultiStep", "autocast_for",
            "bn_stats_frozen", "build_schedule", "build_sgd", "build_step", "forward_loss", "tail_classes_from_counts"]

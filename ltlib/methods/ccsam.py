@@ -42,12 +42,49 @@ import torch.nn as nn
 
 from ..core.errors import ConfigError
 from ..core.replicas import gather_rows, unwrap
+from ..core.settings import Settings
 from ..core.targets import Targets, mixed_losses, primary_labels
 from .sam import PERTURBATION_MODES
 from .step import STEPS, Autocast, LossFn, StepResult
 
+
 DIRECTIONS = ("gradient", "random")
 MAGNITUDES = ("formula", "constant")
+
+
+@dataclass(frozen=True)
+class CCSAMSettings(Settings):
+    """CC-SAM stage 1's fields of a run config (algorithms.md §3.4), hashed when ``step="ccsam"``. Under DDP it
+    reads the SAM family's ``sam_perturbation`` too."""
+
+    ccsam_radius: float = 1e-6          # the code's noise_ratio r: 1e-6 as released, where it is negligible
+    ccsam_flat_ratio: float = 0.3       # f in (1 - f) clean + f flat (Cifar10.json 0.3, Cifar100.json 0.5)
+    ccsam_direction: str = "gradient"   # "gradient" (the method) or "random" (the poster's magnitude-only ablation)
+    ccsam_magnitude: str = "formula"    # "formula" (the method) or "constant" r (the direction-only ablation)
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if not config.ccsam_radius >= 0 or not math.isfinite(config.ccsam_radius):
+            raise ConfigError(f"RunConfig.ccsam_radius: CC-SAM's noise_ratio r must be a finite number >= 0, "
+                              f"got {config.ccsam_radius!r}")
+        if not 0 <= config.ccsam_flat_ratio <= 1:
+            raise ConfigError(f"RunConfig.ccsam_flat_ratio: f weighs (1 - f) clean + f flat loss, so it must be in "
+                              f"[0, 1]; got {config.ccsam_flat_ratio!r}")
+        for name, valid in (("ccsam_direction", DIRECTIONS), ("ccsam_magnitude", MAGNITUDES)):
+            if getattr(config, name) not in valid:
+                raise ConfigError(f"RunConfig.{name}: {getattr(config, name)!r} is not one of {valid}")
+        if config.step == "ccsam" and config.classifier != "linear":
+            raise ConfigError("RunConfig.step='ccsam' perturbs a linear classifier: set classifier='linear'")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        return cls.block_fields() if config.step == "ccsam" else ()
+
+    @classmethod
+    def options(cls, config, class_counts: Sequence[int]) -> "CCSAMOptions":
+        return CCSAMOptions(class_counts=tuple(class_counts), radius=config.ccsam_radius,
+                            flat_ratio=config.ccsam_flat_ratio, direction=config.ccsam_direction,
+                            magnitude=config.ccsam_magnitude, perturbation=config.sam_perturbation)
 
 
 @dataclass(frozen=True)
@@ -254,7 +291,7 @@ def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.T
 STEPS.add("ccsam", CCSAMStep, "CC-SAM stage 1: (1-f) clean + f CE at the classifier perturbed per class "
                               "(closed-form per-class gradients; one forward and one backward)",
           passes=1.0,   # its per-class work is on the classifier and B x B Gram matrices only
-          shown=("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude", "drop_last"))
+          settings=CCSAMSettings, shown=("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude", "drop_last"))
 
 
 # --------------------------------------------------------------------------- stage 2

@@ -12,6 +12,7 @@ training loop calls before each epoch (so a resumed run switches at the same epo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -20,6 +21,87 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 from ..core.registry import Registry
+from ..core.settings import Settings
+
+
+REWEIGHTS = ("none", "drw")
+
+
+@dataclass(frozen=True)
+class DRWSettings(Settings):
+    """Deferred re-weighting's fields of a run config (algorithms.md §1.6): ``reweight`` is hashed when it is on,
+    its start and beta when it is ``"drw"``."""
+
+    reweight: str = "none"              # "drw": effective-number class weights from epoch drw_start * epochs
+    drw_start: float = 0.8              # fraction of the epochs (LDAM-DRW / CMO: epoch 160 of 200)
+    drw_beta: float = 0.9999
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if config.reweight not in REWEIGHTS:
+            raise ConfigError(f"RunConfig.reweight: {config.reweight!r} is not one of {REWEIGHTS}")
+        if not 0 <= config.drw_start <= 1 or not 0 <= config.drw_beta < 1:
+            raise ConfigError(f"RunConfig: drw_start is a fraction of the epochs in [0, 1] and drw_beta is in [0, 1); "
+                              f"got {config.drw_start!r} and {config.drw_beta!r}")
+        if config.reweight == "drw" and config.loss == "cb_bce":
+            raise ConfigError("RunConfig.reweight='drw' re-weights ce, bs, ldam or focal; cb_bce has its own class "
+                              "weights")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        if config.reweight == "none":
+            return ()
+        return ("reweight", "drw_start", "drw_beta") if config.reweight == "drw" else ("reweight",)
+
+    @classmethod
+    def loss_kwargs(cls, config, class_counts: Sequence[int]) -> dict:
+        if config.reweight != "drw":
+            return {}
+        return {"drw": DRW(class_counts, int(config.drw_start * config.epochs), config.drw_beta)}
+
+
+@dataclass(frozen=True)
+class LDAMSettings(Settings):
+    """LDAM's fields of a run config (algorithms.md §5.3), hashed when ``loss="ldam"``."""
+
+    ldam_max_m: float = 0.5             # LDAM's largest margin (the rarest class's)
+    ldam_s: float = 30.0                # LDAM's logit scale
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if not config.ldam_max_m > 0 or not config.ldam_s > 0:
+            raise ConfigError("RunConfig: ldam_max_m and ldam_s must be > 0")
+        if config.loss == "ldam" and config.classifier != "normed":
+            raise ConfigError("RunConfig.loss='ldam' needs the cosine classifier: set classifier='normed' (with a "
+                              "linear head, LDAM's scale s = 30 blows the logits up)")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        return cls.block_fields() if config.loss == "ldam" else ()
+
+    @classmethod
+    def loss_kwargs(cls, config, class_counts: Sequence[int]) -> dict:
+        return {"max_m": config.ldam_max_m, "s": config.ldam_s}
+
+
+@dataclass(frozen=True)
+class FocalSettings(Settings):
+    """The focal loss's field of a run config, hashed when ``loss="focal"``."""
+
+    focal_gamma: float = 1.0
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if not config.focal_gamma >= 0:
+            raise ConfigError("RunConfig: focal_gamma must be >= 0")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        return cls.block_fields() if config.loss == "focal" else ()
+
+    @classmethod
+    def loss_kwargs(cls, config, class_counts: Sequence[int]) -> dict:
+        return {"gamma": config.focal_gamma}
 
 
 class DRW:
@@ -157,8 +239,10 @@ class ClassBalancedBCE(nn.Module):
 LOSSES: Registry = Registry("loss")
 LOSSES.add("ce", CrossEntropy, "cross-entropy")
 LOSSES.add("bs", BalancedSoftmax, "Balanced Softmax: CE on logits + log prior (training only)")
-LOSSES.add("ldam", LDAM, "LDAM: margin m_c ~ n_c^(-1/4) (max_m) on the target logit, scale s; needs classifier='normed'")
-LOSSES.add("focal", Focal, "focal loss (1 - p)^gamma * CE, as LDAM-DRW's code computes it")
+# settings: the run-config block whose loss_kwargs the loss is built with
+LOSSES.add("ldam", LDAM, "LDAM: margin m_c ~ n_c^(-1/4) (max_m) on the target logit, scale s; needs classifier='normed'",
+           settings=LDAMSettings)
+LOSSES.add("focal", Focal, "focal loss (1 - p)^gamma * CE, as LDAM-DRW's code computes it", settings=FocalSettings)
 LOSSES.add("cb_bce", ClassBalancedBCE,
            "weight balancing's class-balanced loss: BCE on softmax probabilities, effective-number weights")
 

@@ -20,6 +20,7 @@ pass's, as davda54's example), ImbSAM's x2 tail factor and its division by the f
 """
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -31,13 +32,61 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..core.errors import ConfigError
 from ..core.replicas import average_gradients, local_pass
+from ..core.settings import Settings
 from ..core.targets import Targets, primary_labels
 from .step import STEPS, Autocast, LossFn, StepResult, forward_loss, forward_losses
+
 
 BN_MODES = ("update", "bypass")
 PERTURBATION_MODES = ("replica", "global")
 RESTORE_MODES = ("copy", "subtract")
 TAIL_DIVISORS = ("batch", "group")
+
+
+@dataclass(frozen=True)
+class SAMSettings(Settings):
+    """The SAM family's fields of a run config (``step`` in sam, sam_adaptive, asam, imbsam): algorithms.md
+    sections 4 and 6. They are hashed whenever the step is not plain ``"sgd"`` (``sam_perturbation`` only when it is
+    not the default), so every run cached before a field was added keeps its hash."""
+
+    rho: float = 0.05                   # radius of the perturbation ball (SAM / ASAM / ImbSAM)
+    asam_eta: float = 0.01              # ASAM's T = |w| + eta
+    imbsam_eta: int = 20                # ImbSAM's tail: the classes with fewer than this many training images
+    imbsam_tail_factor: float = 2.0     # ImbSAM's x2 on the tail loss (official code; 1.0 = before 2023-09-15)
+    imbsam_divisor: str = "batch"       # ImbSAM's partial losses / the full batch ("batch") or / group size
+    bn_second_pass: str = "update"      # BN running stats in SAM's second pass: "update" again or "bypass"
+    sam_restore: str = "copy"           # back to w by an exact "copy" or by "subtract"ing epsilon
+    sam_perturbation: str = "replica"   # under DDP: epsilon per replica (the SAM paper) or "global" (all-reduced);
+    #                                     CC-SAM: its per-class gradients from the replica's slice or the global batch
+
+    @classmethod
+    def check_block(cls, config) -> None:
+        if not config.rho >= 0 or not math.isfinite(config.rho):
+            raise ConfigError(f"RunConfig.rho: the SAM radius must be a finite number >= 0, got {config.rho!r}")
+        if not config.asam_eta >= 0:
+            raise ConfigError(f"RunConfig.asam_eta: must be >= 0, got {config.asam_eta!r}")
+        if not config.imbsam_tail_factor > 0:
+            raise ConfigError(f"RunConfig.imbsam_tail_factor: must be > 0, got {config.imbsam_tail_factor!r}")
+        if config.imbsam_eta < 0:
+            raise ConfigError(f"RunConfig.imbsam_eta: a class-count threshold, must be >= 0, got {config.imbsam_eta}")
+        for name, valid in (("bn_second_pass", BN_MODES), ("sam_restore", RESTORE_MODES),
+                            ("imbsam_divisor", TAIL_DIVISORS), ("sam_perturbation", PERTURBATION_MODES)):
+            if getattr(config, name) not in valid:
+                raise ConfigError(f"RunConfig.{name}: {getattr(config, name)!r} is not one of {valid}")
+
+    @classmethod
+    def hashed_fields(cls, config) -> tuple[str, ...]:
+        if config.step == "sgd":
+            return ()
+        return tuple(n for n in cls.block_fields() if n != "sam_perturbation" or config.sam_perturbation != "replica")
+
+    @classmethod
+    def options(cls, config, class_counts: Sequence[int]) -> "SAMOptions":
+        """The step's options; ImbSAM's tail set comes from the training counts."""
+        tail = tail_classes_from_counts(class_counts, config.imbsam_eta) if config.step == "imbsam" else ()
+        return SAMOptions(rho=config.rho, asam_eta=config.asam_eta, bn_second_pass=config.bn_second_pass,
+                          restore=config.sam_restore, tail_classes=tail, tail_factor=config.imbsam_tail_factor,
+                          tail_divisor=config.imbsam_divisor, perturbation=config.sam_perturbation)
 
 
 @dataclass(frozen=True)
@@ -292,14 +341,14 @@ class ImbSAMStep:
 
 
 # passes: SAM / ASAM 2 forwards + 2 backwards; ImbSAM 2 forwards + 3 backwards (the head and tail backwards share
-# the first graph), 8/3 plain steps
-# 8/3 plain steps; shown: the run config's fields a notebook prints for the step
+# the first graph), 8/3 plain steps. settings: the run-config block the step reads; shown: the fields a caption prints
 _BN = ("bn_second_pass", "sam_restore")
 STEPS.add("sam", SAMStep, "SAM (davda54): global-norm ascent to w + rho g/||g||, exact restore, base step",
-          passes=2.0, shown=("rho", *_BN))
+          passes=2.0, settings=SAMSettings, shown=("rho", *_BN))
 STEPS.add("sam_adaptive", AdaptiveSAMStep, "davda54's adaptive SAM: T = |w| on every parameter, no eta", passes=2.0,
-          shown=("rho", *_BN))
+          settings=SAMSettings, shown=("rho", *_BN))
 STEPS.add("asam", ASAMStep, "ASAM (official): T = |w| + eta on 'weight' tensors (conv, linear, BN gamma)",
-          passes=2.0, shown=("rho", "asam_eta", *_BN))
+          passes=2.0, settings=SAMSettings, shown=("rho", "asam_eta", *_BN))
 STEPS.add("imbsam", ImbSAMStep, "ImbSAM: head loss at w, tail loss (n_c < eta, x2, / B) at w + epsilon",
-          passes=8 / 3, shown=("rho", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", *_BN))
+          passes=8 / 3, settings=SAMSettings,
+          shown=("rho", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", *_BN))

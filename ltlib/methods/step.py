@@ -19,6 +19,7 @@ from ..core.precision import Autocast, autocast_for
 from ..core.registry import Registry
 from ..core.targets import LossFn, Targets, mixed_losses
 
+
 __all__ = ["Autocast", "LossFn", "STEPS", "SGDStep", "StepResult", "StepStrategy", "autocast_for", "build_sgd",
            "build_step", "forward_loss", "forward_losses", "step_passes"]
 

@@ -9,6 +9,7 @@ from .resnet34_wb import ResNet34WB
 from .resnet_cifar import ResNetCifar
 from .resnet_imagenet import TorchvisionResNet
 
+
 MODELS: Registry = Registry("model")
 MODELS.add("resnet32", lambda **kw: ResNetCifar(5, **kw),
            "LDAM-DRW ResNet-32 (3x5 BasicBlocks, option-A shortcuts, 0.46M params at width 1)")

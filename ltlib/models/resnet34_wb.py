@@ -16,7 +16,7 @@ from .heads import build_classifier
 class ResNet34WB(nn.Module):
     def __init__(self, num_classes: int = 100, in_channels: int = 3, classifier: str = "linear") -> None:
         super().__init__()
-        from torchvision.models import resnet34   # imported here: it costs every ltlib import ~2 s
+        from torchvision.models import resnet34  # imported here: it costs every ltlib import ~2 s
 
         net = resnet34(weights=None)  # torchvision's init: Kaiming fan_out convs, BN gamma 1
         net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)  # default PyTorch init, as in WB

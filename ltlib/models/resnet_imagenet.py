@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from .heads import build_classifier
 
+
 ARCHS = {"resnet50": "resnet50", "resnext50": "resnext50_32x4d"}   # torchvision.models builders
 
 
@@ -18,7 +19,7 @@ class TorchvisionResNet(nn.Module):
     def __init__(self, arch: str = "resnet50", num_classes: int = 1000, in_channels: int = 3,
                  classifier: str = "linear") -> None:
         super().__init__()
-        import torchvision.models   # imported here: it costs every process that imports ltlib ~2 s
+        import torchvision.models  # imported here: it costs every process that imports ltlib ~2 s
 
         net = getattr(torchvision.models, ARCHS[arch])(weights=None)
         if in_channels != 3:

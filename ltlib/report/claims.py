@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import findings as F
-from . import longpath
 from ..runs.experiment import default_exp_dir
+from . import findings as F, longpath
 from .papers import reported
+
 
 VERDICT_RULE = ("'reproduces' when the paired difference is resolved (same sign in every seed and beyond the seed "
                 "noise) in the paper's direction; 'reversed' when it is resolved against it; 'not resolved' "

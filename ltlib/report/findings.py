@@ -25,6 +25,7 @@ import pandas as pd
 
 from .results import METRICS, Result, runs_table
 
+
 RULE = ("paired by seed; one seed: no verdict; several seeds: the sign of the difference counted over the "
         "seeds (a difference below half the last printed digit counts as equal), and 'beyond the seed noise' when "
         "the 95 % t-interval of the mean paired difference excludes 0")

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import io
-from . import papers
 from ..analysis.calibration import run_calibration
+from ..core import io
 from ..core.env import hardware_label
 from ..runs.experiment import config_from_dict, default_exp_dir, is_finished
+from . import papers
 from .results import METRICS, format_mean_std, summarize
+
 
 RUN_COLUMNS = ("run", "name", "stage", "method", "loss", "reweight", "sampler", "mixing", "step", "stage2",
                "stage2_loss", "stage2_sampler", "stage2_step", "dataset", "imbalance_factor", "epochs", "profile",

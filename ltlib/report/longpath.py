@@ -27,6 +27,7 @@ from ..core.env import SOURCE_ROOT, cpu_model, git_commit, hardware_label
 from ..runs.experiment import Run, default_exp_dir
 from .results import METRICS, Result
 
+
 COLUMNS = ("notebook", "table", "label", "seed", "metric", "value", "run", "commit", "threads", "hardware", "date")
 COMMAND = "make tutorial FULL=1"
 

@@ -6,12 +6,13 @@ import time
 
 import torch
 
-from ..runs.config import RunConfig
-from ..data.mixing import MIXINGS
 from ..core.env import available_cpus, configure_threads, cpu_model, resolve_device, run_threads
-from ..runs.jobs import default_jobs
-from ..methods.step import STEPS
 from ..core.progress import duration
+from ..data.mixing import MIXINGS
+from ..methods.step import STEPS
+from ..runs.config import RunConfig
+from ..runs.jobs import default_jobs
+
 
 _SHOWN = ("dataset", "imbalance_factor", "n_max", "subset", "val_split", "model", "width", "loss", "sampler", "mixing",
           "step", "epochs", "batch_size", "lr", "schedule", "warmup_epochs", "momentum", "weight_decay", "precision",

@@ -12,11 +12,12 @@ import torch
 from matplotlib.patches import Patch
 
 from ..analysis.calibration import ece_from_bins
+from ..core.targets import MixedTargets
 from ..data.datasets import LongTailData
 from ..data.longtail import GROUP_NAMES
 from ..runs.experiment import Run, default_exp_dir
 from .results import caption, eps_ratios, per_class, runs_table
-from ..core.targets import MixedTargets
+
 
 GROUP_COLORS = {"many": "#4c72b0", "medium": "#dd8452", "few": "#c44e52"}
 

@@ -24,6 +24,7 @@ from .plots import plot_few_vs_many, save_figure
 from .results import format_mean_std
 from .series import REPORTED_KEYS
 
+
 ROOT = SOURCE_ROOT
 SUMMARIES = ROOT / "exp" / "summaries"
 DATASET, PROFILE = "fashion_mnist_lt", "quick"

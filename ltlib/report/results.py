@@ -16,6 +16,7 @@ from ..core.env import hardware_label
 from ..runs.config import RunConfig
 from ..runs.experiment import Run
 
+
 METRICS = ("overall", "many", "medium", "few")
 
 

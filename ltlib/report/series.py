@@ -7,9 +7,10 @@ quick-profile hashes of both.
 """
 from __future__ import annotations
 
-from ..runs.config import RunConfig, make_config
 from ..core.errors import ConfigError
+from ..runs.config import RunConfig, make_config
 from ..runs.stage2 import Stage2Config, make_stage2
+
 
 Config = RunConfig | Stage2Config
 

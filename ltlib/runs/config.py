@@ -41,18 +41,22 @@ import typing
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
+from ..core.errors import ConfigError
+from ..core.precision import PRECISIONS
+from ..core.registry import Registry
+from ..core.settings import Settings
 from ..data.datasets import DATASETS, check_natural_tail
 from ..data.longtail import GROUP_SCHEMES, IMBALANCE_PROFILES, SUBSET_MODES, check_imbalance_factor
-from ..data.mixing import MIXINGS
+from ..data.mixing import MIXINGS, CMOSettings, MixupSettings
 from ..data.samplers import SAMPLERS
-from ..core.errors import ConfigError
-from ..methods.losses import LOSSES
-from ..models import MODELS
+from ..methods.ccsam import CCSAMSettings
+from ..methods.logit_adjustment import LASettings
+from ..methods.losses import LOSSES, DRWSettings, FocalSettings, LDAMSettings
+from ..methods.sam import SAMSettings
 from ..methods.schedules import SCHEDULES
-from ..methods.ccsam import DIRECTIONS, MAGNITUDES
-from ..methods.sam import BN_MODES, PERTURBATION_MODES, RESTORE_MODES, TAIL_DIVISORS
 from ..methods.step import STEPS
-from ..core.registry import Registry
+from ..models import MODELS
+
 
 # Fields that label a run but do not change what it computes: left out of the hash.
 LABEL_FIELDS = ("name", "profile", "recipe")
@@ -60,26 +64,11 @@ LABEL_FIELDS = ("name", "profile", "recipe")
 # count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
 EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn", "num_workers")
 # Fields added after runs were cached are hashed only where they matter, so that every earlier run keeps its
-# hash (and its cache folder): the SAM family's options when the step is not plain "sgd", CC-SAM's when it is
-# "ccsam", a mixing rule's when it is on, a loss's when it is that loss, DRW's when re-weighting is on.
-SAM_FIELDS = ("rho", "asam_eta", "imbsam_eta", "imbsam_tail_factor", "imbsam_divisor", "bn_second_pass",
-              "sam_restore")
-CCSAM_FIELDS = ("ccsam_radius", "ccsam_flat_ratio", "ccsam_direction", "ccsam_magnitude")
-CMO_FIELDS = ("cmo_prob", "cmo_beta", "cmo_alpha", "cmo_start", "cmo_end")
+# hash (and its cache folder). A method's fields follow its settings block's rule (``hashed_fields``: the SAM
+# family's when the step is not plain "sgd", CC-SAM's when it is "ccsam", a mixing rule's when it is on, a loss's
+# when it is that loss, DRW's when re-weighting is on); the common fields added later follow these:
 _HASHED_WHEN = {
-    **{name: (lambda c: c.step != "sgd") for name in SAM_FIELDS},
-    **{name: (lambda c: c.step == "ccsam") for name in CCSAM_FIELDS},
-    **{name: (lambda c: c.mixing == "cmo") for name in CMO_FIELDS},
     "mixing": lambda c: c.mixing != "none",
-    "mixup_alpha": lambda c: c.mixing == "mixup",
-    "ldam_max_m": lambda c: c.loss == "ldam",
-    "ldam_s": lambda c: c.loss == "ldam",
-    "focal_gamma": lambda c: c.loss == "focal",
-    "reweight": lambda c: c.reweight != "none",
-    "drw_start": lambda c: c.reweight == "drw",
-    "drw_beta": lambda c: c.reweight == "drw",
-    # only a DDP job tells the two apart; hashed when it is not the default, so earlier runs keep their hash
-    "sam_perturbation": lambda c: c.step != "sgd" and c.sam_perturbation != "replica",
     # the folder data sets' fields, hashed when set
     "image_size": lambda c: c.image_size is not None,
     "color_jitter": lambda c: c.color_jitter != 0,
@@ -87,15 +76,18 @@ _HASHED_WHEN = {
 }
 _CHOICES = {"val_split": ("none", "holdout", "unused", "official"), "data_path": ("memory", "stream"),
             "classifier": ("linear", "normed"),
-            "precision": ("bf16", "fp32"), "optimizer_impl": ("foreach", "fused", "loop"),
-            "bn_second_pass": BN_MODES, "sam_restore": RESTORE_MODES, "imbsam_divisor": TAIL_DIVISORS,
-            "sam_perturbation": PERTURBATION_MODES,
-            "ccsam_direction": DIRECTIONS, "ccsam_magnitude": MAGNITUDES, "reweight": ("none", "drw")}
+            "precision": PRECISIONS, "optimizer_impl": ("foreach", "fused", "loop")}
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a training run. Build it with :func:`make_config`."""
+class RunConfig(DRWSettings, LDAMSettings, FocalSettings, LASettings, MixupSettings, CMOSettings, SAMSettings,
+                CCSAMSettings):
+    """Everything that determines a training run. Build it with :func:`make_config`.
+
+    The common fields are below; each method's fields come from its settings block (its bases here, declared,
+    checked and hashed in the method's own file: DRW and the losses in ``methods/losses.py``, mixup and CMO in
+    ``data/mixing.py``, logit adjustment in ``methods/logit_adjustment.py``, the SAM family in ``methods/sam.py``,
+    CC-SAM in ``methods/ccsam.py``)."""
 
     name: str = "ce"
     # data
@@ -120,38 +112,10 @@ class RunConfig:
     width: float = 1.0
     classifier: str = "linear"
     # method: loss x sampler x mixing x step strategy
-    loss: str = "ce"
-    reweight: str = "none"              # "drw": effective-number class weights from epoch drw_start * epochs
-    drw_start: float = 0.8              # fraction of the epochs (LDAM-DRW / CMO: epoch 160 of 200)
-    drw_beta: float = 0.9999
-    ldam_max_m: float = 0.5             # LDAM's largest margin (the rarest class's)
-    ldam_s: float = 30.0                # LDAM's logit scale
-    focal_gamma: float = 1.0
+    loss: str = "ce"                    # its settings: ldam_*, focal_gamma; class re-weighting: reweight, drw_*
     sampler: str = "instance"
-    mixing: str = "none"                # "mixup" (one lam ~ Beta(alpha, alpha) per batch) or "cmo"
-    mixup_alpha: float = 1.0
-    # CMO (algorithms.md §5.2): a minority patch on p of the batches, in epochs start < e < epochs - end
-    cmo_prob: float = 0.5
-    cmo_beta: float = 1.0               # the box's lam ~ Beta(beta, beta)
-    cmo_alpha: float = 1.0              # the patch stream draws class c with weight n_c^(1 - alpha)
-    cmo_start: int = 3
-    cmo_end: int = 3
-    step: str = "sgd"
-    # SAM family (algorithms.md sections 4 and 6; see ltlib/methods/sam.py)
-    rho: float = 0.05                   # radius of the perturbation ball (SAM / ASAM / ImbSAM)
-    asam_eta: float = 0.01              # ASAM's T = |w| + eta
-    imbsam_eta: int = 20                # ImbSAM's tail: the classes with fewer than this many training images
-    imbsam_tail_factor: float = 2.0     # ImbSAM's x2 on the tail loss (official code; 1.0 = before 2023-09-15)
-    imbsam_divisor: str = "batch"       # ImbSAM's partial losses / the full batch ("batch") or / group size
-    bn_second_pass: str = "update"      # BN running stats in SAM's second pass: "update" again or "bypass"
-    sam_restore: str = "copy"           # back to w by an exact "copy" or by "subtract"ing epsilon
-    sam_perturbation: str = "replica"   # under DDP: epsilon per replica (the SAM paper) or "global" (all-reduced);
-    #                                     CC-SAM: its per-class gradients from the replica's slice or the global batch
-    # CC-SAM stage 1 (algorithms.md §3.4; see ltlib/methods/ccsam.py)
-    ccsam_radius: float = 1e-6          # the code's noise_ratio r: 1e-6 as released, where it is negligible
-    ccsam_flat_ratio: float = 0.3       # f in (1 - f) clean + f flat (Cifar10.json 0.3, Cifar100.json 0.5)
-    ccsam_direction: str = "gradient"   # "gradient" (the method) or "random" (the poster's magnitude-only ablation)
-    ccsam_magnitude: str = "formula"    # "formula" (the method) or "constant" r (the direction-only ablation)
+    mixing: str = "none"                # "mixup" (one lam ~ Beta(alpha, alpha) per batch) or "cmo"; mixup_alpha, cmo_*
+    step: str = "sgd"                   # its settings: rho, asam_eta, imbsam_*, bn_second_pass, sam_*; ccsam_*
     # optimisation
     epochs: int = 200
     batch_size: int = 128
@@ -203,8 +167,11 @@ class RunConfig:
 
     def hash(self) -> str:
         """A stable 10-hex-digit hash of everything that changes the result."""
+        skip = set(LABEL_FIELDS + EXECUTION_FIELDS)
+        for block in BLOCKS:               # a method's fields count only where the run uses them
+            skip.update(set(block.block_fields()) - set(block.hashed_fields(self)))
         payload = {k: v for k, v in self.to_dict().items()
-                   if k not in LABEL_FIELDS + EXECUTION_FIELDS and _HASHED_WHEN.get(k, lambda c: True)(self)}
+                   if k not in skip and _HASHED_WHEN.get(k, lambda c: True)(self)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -242,6 +209,10 @@ class RunConfig:
     def from_dict(cls, values: dict) -> "RunConfig":
         return cls(**_check_names(values))
 
+
+
+# The method settings blocks a run config is made of, in the order of its bases.
+BLOCKS: tuple[type[Settings], ...] = tuple(b for b in RunConfig.__mro__[1:] if issubclass(b, Settings) and b is not Settings)
 
 def _check_names(values: dict) -> dict:
     known = {f.name for f in dataclasses.fields(RunConfig)}
@@ -281,42 +252,6 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(f"RunConfig.{name}: must be a positive number, got {value!r}")
     if not 0 <= cfg.momentum < 1:
         raise ConfigError(f"RunConfig.momentum: must be in [0, 1), got {cfg.momentum}")
-    if not cfg.rho >= 0 or not math.isfinite(cfg.rho):
-        raise ConfigError(f"RunConfig.rho: the SAM radius must be a finite number >= 0, got {cfg.rho!r}")
-    if not cfg.asam_eta >= 0:
-        raise ConfigError(f"RunConfig.asam_eta: must be >= 0, got {cfg.asam_eta!r}")
-    if not cfg.imbsam_tail_factor > 0:
-        raise ConfigError(f"RunConfig.imbsam_tail_factor: must be > 0, got {cfg.imbsam_tail_factor!r}")
-    if cfg.imbsam_eta < 0:
-        raise ConfigError(f"RunConfig.imbsam_eta: a class-count threshold, must be >= 0, got {cfg.imbsam_eta}")
-    if not cfg.mixup_alpha > 0 or not math.isfinite(cfg.mixup_alpha):
-        raise ConfigError(f"RunConfig.mixup_alpha: Beta(alpha, alpha) needs alpha > 0, got {cfg.mixup_alpha!r}")
-    if not cfg.ccsam_radius >= 0 or not math.isfinite(cfg.ccsam_radius):
-        raise ConfigError(f"RunConfig.ccsam_radius: CC-SAM's noise_ratio r must be a finite number >= 0, "
-                          f"got {cfg.ccsam_radius!r}")
-    if not 0 <= cfg.ccsam_flat_ratio <= 1:
-        raise ConfigError(f"RunConfig.ccsam_flat_ratio: f weighs (1 - f) clean + f flat loss, so it must be in "
-                          f"[0, 1]; got {cfg.ccsam_flat_ratio!r}")
-    if cfg.loss == "ldam" and cfg.classifier != "normed":
-        raise ConfigError("RunConfig.loss='ldam' needs the cosine classifier: set classifier='normed' (with a linear "
-                          "head, LDAM's scale s = 30 blows the logits up)")
-    if cfg.reweight == "drw" and cfg.loss == "cb_bce":
-        raise ConfigError("RunConfig.reweight='drw' re-weights ce, bs, ldam or focal; cb_bce has its own class weights")
-    if not 0 <= cfg.cmo_prob <= 1:
-        raise ConfigError(f"RunConfig.cmo_prob: CMO is applied to a batch with probability p, so p must be in "
-                          f"[0, 1]; got {cfg.cmo_prob!r}")
-    if not cfg.cmo_alpha >= 0:
-        raise ConfigError(f"RunConfig.cmo_alpha: the minority stream weighs class c by 1 / n_c^alpha; alpha must be "
-                          f">= 0 (0 = instance-balanced, 1 = class-balanced), got {cfg.cmo_alpha!r}")
-    if not cfg.cmo_beta > 0 or cfg.cmo_start < 0 or cfg.cmo_end < 0:
-        raise ConfigError("RunConfig: cmo_beta must be > 0 and cmo_start, cmo_end >= 0")
-    if not 0 <= cfg.drw_start <= 1 or not 0 <= cfg.drw_beta < 1:
-        raise ConfigError(f"RunConfig: drw_start is a fraction of the epochs in [0, 1] and drw_beta is in [0, 1); "
-                          f"got {cfg.drw_start!r} and {cfg.drw_beta!r}")
-    if not cfg.ldam_max_m > 0 or not cfg.ldam_s > 0 or not cfg.focal_gamma >= 0:
-        raise ConfigError("RunConfig: ldam_max_m and ldam_s must be > 0 and focal_gamma >= 0")
-    if cfg.step == "ccsam" and cfg.classifier != "linear":
-        raise ConfigError("RunConfig.step='ccsam' perturbs a linear classifier: set classifier='linear'")
     if not cfg.weight_decay >= 0:
         raise ConfigError(f"RunConfig.weight_decay: must be >= 0, got {cfg.weight_decay}")
     if not 0 < cfg.val_fraction < 1:
@@ -331,15 +266,14 @@ def _validate(cfg: RunConfig) -> None:
     if not natural and (cfg.image_size is not None or cfg.val_split == "official" or cfg.data_path != "memory"):
         raise ConfigError(f"RunConfig: image_size, data_path and val_split='official' are for folder data sets "
                           f"({', '.join(n for n in DATASETS if DATASETS.get(n).natural)}), not {cfg.dataset}")
-    if cfg.data_path == "stream" and cfg.mixing == "cmo":
-        raise ConfigError("RunConfig.data_path='stream' cannot feed CMO yet (it fetches its minority patches by index): "
-                          "use data_path='memory', with a smaller image_size if the set does not fit")
     if cfg.num_workers < 0:
         raise ConfigError(f"RunConfig.num_workers: must be >= 0, got {cfg.num_workers}")
     if not 0 <= cfg.color_jitter or not math.isfinite(cfg.color_jitter):
         raise ConfigError(f"RunConfig.color_jitter: a ColorJitter strength >= 0, got {cfg.color_jitter!r}")
     if cfg.color_jitter and DATASETS.get(cfg.dataset).image_shape[0] != 3:
         raise ConfigError(f"RunConfig.color_jitter: jitters colour, but {cfg.dataset} is greyscale; set it to 0")
+    for block in BLOCKS:                   # each method checks its own fields
+        block.check_block(cfg)
 
 
 def _check_natural(cfg: RunConfig, spec) -> None:

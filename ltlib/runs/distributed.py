@@ -26,11 +26,12 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..core.errors import ConfigError
-from .evaluate import accuracy_from_logits, evaluate, predict_logits
 from ..core.replicas import (DistInfo, average_gradients, broadcast_buffers, check_batch, dist_info, gather_cat,
-                       gather_rows, local_pass, unwrap)
-from .stage2 import Stage2Config
+                             gather_rows, local_pass, unwrap)
 from ..core.targets import MixedTargets, Targets
+from .evaluate import accuracy_from_logits, evaluate, predict_logits
+from .stage2 import Stage2Config
+
 
 __all__ = ["DistInfo", "ShardedLoader", "average_gradients", "broadcast_buffers", "check_batch", "check_supported",
            "dist_info", "evaluate_sharded", "gather_cat", "gather_rows", "init_from_env", "local_pass", "rank_device",

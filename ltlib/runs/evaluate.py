@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..core.precision import DEFAULT_PRECISION, autocast_for
 from ..data import augment
 from ..data.longtail import GROUP_NAMES, ClassGroups
 from ..data.sources import ImageSet
 from ..models.fold import fold_batchnorm
-from ..core.precision import DEFAULT_PRECISION, autocast_for
 
 
 @dataclass(frozen=True)

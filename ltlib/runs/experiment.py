@@ -22,16 +22,17 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..core import io
-from .config import RunConfig
-from ..data.datasets import LongTailData
-from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
 from ..core.env import SOURCE_ROOT, derived_seed, environment, resolve_device, seed_everything, threads_for_run
 from ..core.errors import CheckpointError
+from ..data.datasets import LongTailData
 from ..models import classifier_weight
+from .config import RunConfig
+from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
 from .setup import (Setup, build_stage1, eval_options, load_data, loss_for, new_model, sample_batch, stage1_loader,
                     train_loader, training_module)
 from .stage2 import Stage2Config, build_stage2
 from .train import fit
+
 
 # what notebooks and tests import from here: the run layer's API, and the setup helpers it re-exports
 __all__ = ["Run", "Setup", "cached_seeds", "config_from_dict", "default_exp_dir", "eval_options", "is_finished",

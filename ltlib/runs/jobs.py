@@ -20,10 +20,11 @@ import torch
 
 from ..core.env import resolve_device
 from ..core.errors import ConfigError
-from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
 from ..methods.step import step_passes
+from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
 from .stage2 import Stage2Config
 from .workers import JobError, Task, default_jobs, run_tasks
+
 
 __all__ = ["JobError", "Task", "default_jobs", "run_grid", "run_tasks", "train_job", "train_missing", "train_task"]
 

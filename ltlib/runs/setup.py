@@ -10,20 +10,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .config import RunConfig
+from ..core.env import resolve_device, seed_everything
+from ..core.precision import autocast_for
 from ..data.datasets import DATASETS, LongTailData, load_longtail
 from ..data.loader import DeviceLoader
-from ..data.mixing import build_mixing
+from ..data.mixing import MIXINGS, build_mixing
 from ..data.samplers import build_sampler
 from ..data.stream import StreamedImages, StreamLoader
-from ..core.env import resolve_device, seed_everything
-from ..methods.losses import DRW, build_loss
-from ..models import build_model
-from ..methods.ccsam import CCSAMOptions
-from ..methods.sam import SAMOptions, tail_classes_from_counts
+from ..methods.losses import LOSSES, DRWSettings, build_loss
 from ..methods.schedules import build_schedule
-from ..methods.step import build_sgd, build_step
-from ..core.precision import autocast_for
+from ..methods.step import STEPS, build_sgd, build_step
+from ..models import build_model
+from .config import RunConfig
 
 
 def load_data(config: RunConfig, data_dir: str | None = None) -> LongTailData:
@@ -81,42 +79,26 @@ def build_stage1(config: RunConfig, data: LongTailData, device: torch.device) ->
 
 
 def mixing_options(config: RunConfig) -> dict:
-    """The options of ``config``'s mixing rule."""
-    if config.mixing == "mixup":
-        return {"alpha": config.mixup_alpha}
-    if config.mixing == "cmo":
-        return dict(prob=config.cmo_prob, beta=config.cmo_beta, alpha=config.cmo_alpha, epochs=config.epochs,
-                    start=config.cmo_start, end=config.cmo_end)
-    return {}
+    """The options of ``config``'s mixing rule, from the settings block its registry entry names."""
+    settings = MIXINGS.entry(config.mixing).info.get("settings")
+    return settings.options(config) if settings is not None else {}
 
 
 def loss_for(config: RunConfig, class_counts: list[int]) -> nn.Module:
-    """``config``'s loss on the training counts, with DRW class weights when ``reweight="drw"``."""
-    kwargs: dict = {}
-    if config.reweight == "drw":
-        kwargs["drw"] = DRW(class_counts, int(config.drw_start * config.epochs), config.drw_beta)
-    if config.loss == "ldam":
-        kwargs.update(max_m=config.ldam_max_m, s=config.ldam_s)
-    if config.loss == "focal":
-        kwargs["gamma"] = config.focal_gamma
+    """``config``'s loss on the training counts (with the options of its settings block, if it has one), with DRW
+    class weights when ``reweight="drw"``."""
+    kwargs = DRWSettings.loss_kwargs(config, class_counts)
+    settings = LOSSES.entry(config.loss).info.get("settings")
+    if settings is not None:
+        kwargs.update(settings.loss_kwargs(config, class_counts))
     return build_loss(config.loss, class_counts, **kwargs)
 
 
-def step_options(config: RunConfig, class_counts: list[int]) -> SAMOptions | CCSAMOptions:
-    """The options of ``config``'s step strategy: CC-SAM's, or the SAM family's (for SGD they are unused)."""
-    if config.step == "ccsam":
-        return CCSAMOptions(class_counts=tuple(class_counts), radius=config.ccsam_radius,
-                            flat_ratio=config.ccsam_flat_ratio, direction=config.ccsam_direction,
-                            magnitude=config.ccsam_magnitude, perturbation=config.sam_perturbation)
-    return sam_options(config, class_counts)
-
-
-def sam_options(config: RunConfig, class_counts: list[int]) -> SAMOptions:
-    """The SAM-family options of ``config``; ImbSAM's tail set comes from the training counts."""
-    tail = tail_classes_from_counts(class_counts, config.imbsam_eta) if config.step == "imbsam" else ()
-    return SAMOptions(rho=config.rho, asam_eta=config.asam_eta, bn_second_pass=config.bn_second_pass,
-                      restore=config.sam_restore, tail_classes=tail, tail_factor=config.imbsam_tail_factor,
-                      tail_divisor=config.imbsam_divisor, perturbation=config.sam_perturbation)
+def step_options(config: RunConfig, class_counts: list[int]):
+    """The options of ``config``'s step strategy, from the settings block its registry entry names (None for a
+    step without options, such as plain SGD)."""
+    settings = STEPS.entry(config.step).info.get("settings")
+    return settings.options(config, class_counts) if settings is not None else None
 
 
 def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,

@@ -29,18 +29,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .config import LABEL_FIELDS, RunConfig, _check_type
-from ..data.datasets import DATASETS, LongTailData
-from ..data.samplers import SAMPLERS
 from ..core.errors import ConfigError
-from ..methods.losses import LOSSES, build_loss
-from ..models import classifier_weight, reset_classifier
-from ..methods.ccsam import CCSAMFeatureStep, check_up_limit
-from ..methods.schedules import SCHEDULES, build_schedule
-from ..methods.step import SGDStep, StepResult, build_sgd
 from ..core.precision import autocast_for
 from ..core.registry import Registry
+from ..data.datasets import DATASETS, LongTailData
+from ..data.samplers import SAMPLERS
+from ..methods.ccsam import CCSAMFeatureStep, check_up_limit
+from ..methods.losses import LOSSES, build_loss
+from ..methods.schedules import SCHEDULES, build_schedule
+from ..methods.step import SGDStep, StepResult, build_sgd
+from ..models import classifier_weight, reset_classifier
+from .config import LABEL_FIELDS, RunConfig, _check_type
 from .setup import Setup, train_loader
+
 
 # Added with CC-SAM: hashed only when the step uses them, so earlier stage-2 runs keep their hash.
 _CCSAM_STAGE2_FIELDS = ("step", "adv_scale", "adv_div", "up_limit")

@@ -11,11 +11,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..data.loader import DeviceLoader
 from ..core.errors import TrainingDivergedError
-from ..methods.step import StepStrategy
-from ..core.targets import LossFn, primary_labels
 from ..core.progress import Progress, duration
+from ..core.targets import LossFn, primary_labels
+from ..data.loader import DeviceLoader
+from ..methods.step import StepStrategy
+
 
 EvalFn = Callable[[nn.Module, int], dict]
 EpochEndFn = Callable[[int, dict], None]

@@ -33,20 +33,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core import io
-from ..runs.config import RunConfig
-from ..data.loader import DeviceLoader
-from ..data.sources import ImageSet, load_fashion_mnist
 from ..core.env import configure_threads, cpu_model, resolve_device
+from ..data.loader import DeviceLoader
+from ..data.mixing import build_mixing
+from ..data.sources import ImageSet, load_fashion_mnist
+from ..methods.ccsam import CCSAMOptions
+from ..methods.losses import CrossEntropy
+from ..methods.sam import SAMOptions
+from ..methods.schedules import build_schedule
+from ..methods.step import autocast_for, build_sgd, build_step, step_passes
+from ..models import build_model
+from ..runs.config import RunConfig
 from ..runs.evaluate import eval_mode, evaluate
 from ..runs.experiment import default_exp_dir
-from ..methods.losses import CrossEntropy
-from ..models import build_model
-from ..methods.schedules import build_schedule
-from ..data.mixing import build_mixing
-from ..methods.ccsam import CCSAMOptions
-from ..methods.sam import SAMOptions
-from ..methods.step import autocast_for, build_sgd, build_step, step_passes
 from ..runs.train import train_epoch
+
 
 MEAN, STD = (0.2860,) * 3, (0.3530,) * 3
 # The step strategies and mixing rules the benchmark times beside the plain step; a step's cost in plain steps

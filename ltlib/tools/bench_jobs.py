@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..runs.config import make_config
 from ..core.env import available_cpus, cpu_model
-from .bench import write_report
+from ..runs.config import make_config
 from ..runs.jobs import run_tasks, train_task
+from .bench import write_report
 
 
 def _train_all(configs, jobs: int, threads: int, exp_dir: Path) -> float:

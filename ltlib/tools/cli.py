@@ -16,9 +16,9 @@ import sys
 
 import torch.distributed as dist
 
+from ..core.errors import ConfigError
 from ..runs.config import make_config
 from ..runs.distributed import init_from_env, rank_device
-from ..core.errors import ConfigError
 from ..runs.experiment import run
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+
 HEADER = ("# Generated from notebooks/{name} by `make scripts` (nbconvert). Edit the notebook, not this file.\n"
           "# Run: python scripts/{stem}.py  (LTLIB_PROFILE=smoke for a quick check)\n")
 

@@ -1,7 +1,8 @@
 """Run the notebook series headless, in order, and time it: ``make tutorial`` (``python -m ltlib.tools.tutorial``).
 
-By default it is the short path: notebooks 01-06 on seed 0 with ``extras=False`` (their sweeps skipped), then
-notebook 07 with its headline rows on ``--seeds`` seeds (training the missing ones). ``--full`` is the long path:
+By default it is the short path: every notebook on seed 0 with ``extras=False`` (their sweeps skipped), except
+notebook 07, the series' summary, whose headline rows get ``--seeds`` seeds (training the missing ones); notebook
+08 (add your own method) runs after it. ``--full`` is the long path:
 every notebook with its own defaults (every model on seeds 0-2, sweeps and ablations included); when it ends, the
 results file each notebook saved is published to ``exp/summaries/longpath/`` (:func:`ltlib.report.longpath.publish`),
 the copies that are committed and that the short path shows beside the reader's numbers.
@@ -18,11 +19,13 @@ from datetime import datetime
 from pathlib import Path
 
 from ..core import io
-from ..report import longpath
 from ..core.env import SOURCE_ROOT, available_cpus, cpu_model, git_commit
+from ..report import longpath
 from ..runs.experiment import default_exp_dir
 
+
 ROOT = SOURCE_ROOT
+SUMMARY = "07"          # the notebook that gathers the series: its headline rows get --seeds seeds
 
 
 def notebooks(folder: str | Path = ROOT / "notebooks") -> list[Path]:
@@ -33,12 +36,17 @@ def notebooks(folder: str | Path = ROOT / "notebooks") -> list[Path]:
     return found
 
 
+def is_summary(notebook: str | Path) -> bool:
+    """Whether ``notebook`` is the series' summary (07), the one whose headline rows get ``--seeds`` seeds."""
+    return Path(notebook).name.startswith(SUMMARY + "_")
+
+
 def tutorial_parameters(notebook: str | Path, known: set[str], profile: str, dataset: str,
                         seeds: int | None = None, full: bool = False, last: bool = False) -> dict:
     """The papermill parameters of one notebook of the series.
 
-    ``known`` is the notebook's parameter names. The short path gives every notebook but the last one seed and
-    ``extras=False``; the last one (07) gets ``seeds`` seeds for its headline rows. ``full`` keeps each notebook's
+    ``known`` is the notebook's parameter names. The short path gives every notebook but the summary one seed and
+    ``extras=False``; the summary (``last``: 07, :func:`is_summary`) gets ``seeds`` seeds for its headline rows. ``full`` keeps each notebook's
     own defaults, except ``seeds`` when given.
     """
     if seeds is not None and seeds < 1:
@@ -83,7 +91,7 @@ def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fa
     start = time.perf_counter()
     for nb in chosen:
         known = set(papermill.inspect_notebook(str(nb)))
-        params = tutorial_parameters(nb, known, profile, dataset, seeds, full, last=nb == series[-1])
+        params = tutorial_parameters(nb, known, profile, dataset, seeds, full, last=is_summary(nb))
         out = out_dir / nb.name
         print(f"== {nb.name}: {params}", flush=True)
         t0 = time.perf_counter()

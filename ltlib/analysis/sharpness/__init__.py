@@ -14,11 +14,12 @@ from .analysis import (GROUP_SCOPES, ascent_direction, hessian_by_group, landsca
                        perturbation_spread, random_directions, spread_summary)
 from .directions import NORMS, PARAM_SETS, Param, displaced, normalize_direction, random_direction, select_params
 from .hessian import Eigen, Trace, closure_hvp, hutchinson_trace, top_eigenvalue
-from .report import (ANALYSIS_VERSION, RunSharpness, analyse_run, analyse_runs, ascent_landscapes, probe_for, rank_correlations,
-                     seed_table, sharper_count, sharpness_table, spread_at)
-from .settings import ANALYSIS_PROFILES, AnalysisSettings, analysis_settings
 from .probe import (Probe, ProbeWeighted, ScaledCrossEntropy, analysis_loss, make_probe, model_hvp, probe_outputs,
                     scope_means, training_loss)
+from .report import (ANALYSIS_VERSION, RunSharpness, analyse_run, analyse_runs, ascent_landscapes, probe_for,
+                     rank_correlations, seed_table, sharper_count, sharpness_table, spread_at)
+from .settings import ANALYSIS_PROFILES, AnalysisSettings, analysis_settings
+
 
 __all__ = [
     "GROUP_SCOPES", "ascent_direction", "hessian_by_group", "landscape_1d", "landscape_2d", "perturbation_spread",

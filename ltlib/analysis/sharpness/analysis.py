@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ...data.longtail import GROUP_NAMES
 from ...core.errors import ConfigError
-from ...runs.evaluate import eval_mode
 from ...core.progress import track
-from .directions import (Direction, Param, displaced, filter_norms, normalize_direction,
-                         random_direction, select_params)
+from ...data.longtail import GROUP_NAMES
+from ...runs.evaluate import eval_mode
+from .directions import Direction, Param, displaced, filter_norms, normalize_direction, random_direction, select_params
 from .hessian import hutchinson_trace, top_eigenvalue
 from .probe import Probe, loss_gradient, model_hvp, probe_outputs, scope_means
+
 
 GROUP_SCOPES = ("overall", *GROUP_NAMES)
 

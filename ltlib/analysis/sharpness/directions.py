@@ -15,9 +15,9 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from ...models.heads import NormedLinear
 from ...core.errors import ConfigError
 from ...core.registry import Registry
+from ...models.heads import NormedLinear
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
+
 Vector = list[torch.Tensor]
 HVP = Callable[[Vector], Vector]
 

@@ -19,16 +19,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...runs.config import RunConfig
+from ...core.errors import ConfigError
 from ...data.augment import normalize
 from ...data.datasets import LongTailData
 from ...data.longtail import GROUP_NAMES, ClassGroups
-from ...core.errors import ConfigError
-from ...runs.evaluate import eval_mode, logit_scale
 from ...models.fold import fold_batchnorm
+from ...runs.config import RunConfig
+from ...runs.evaluate import eval_mode, logit_scale
 from ...runs.setup import loss_for
 from .directions import Param
 from .hessian import HVP
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SPLITS = ("train", "val", "test")

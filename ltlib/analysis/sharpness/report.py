@@ -23,13 +23,14 @@ import torch
 from ...core import io
 from ...core.env import threads_for_run
 from ...core.errors import ConfigError
+from ...methods.sam import tail_classes_from_counts
 from ...runs.experiment import Run, load_data, load_run
 from ...runs.workers import Task, default_jobs, run_tasks
-from ...methods.sam import tail_classes_from_counts
 from .analysis import ascent_direction, hessian_by_group, landscape_1d, perturbation_spread, random_directions
 from .directions import direction_norm
 from .probe import Probe, make_probe
 from .settings import AnalysisSettings
+
 
 ANALYSIS_VERSION = 2     # 2: the ascent landscapes span a few SAM steps instead of alpha_range
 
