@@ -112,7 +112,7 @@ class RunConfig(DRWSettings, LDAMSettings, FocalSettings, LASettings, MixupSetti
     width: float = 1.0
     classifier: str = "linear"
     # method: loss x sampler x mixing x step strategy
-    loss: str = "ce"                    # its settings: ldam_*, focal_gamma; class re-weighting: reweight, drw_*
+    loss: str = "ce"                    # its settings: ldam_*, focal_gamma, la_tau; re-weighting: reweight, drw_*
     sampler: str = "instance"
     mixing: str = "none"                # "mixup" (one lam ~ Beta(alpha, alpha) per batch) or "cmo"; mixup_alpha, cmo_*
     step: str = "sgd"                   # its settings: rho, asam_eta, imbsam_*, bn_second_pass, sam_*; ccsam_*
