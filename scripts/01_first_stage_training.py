@@ -40,16 +40,19 @@ device = "auto"                 # CUDA when present, else CPU
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
 
 import ltlib.report.plots as lp
+from ltlib.methods.step import build_sgd
 from ltlib.report import findings as F
 from ltlib.report import longpath
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
 from ltlib.report.papers import reported, sources
 from ltlib.report.results import caption, display_table, format_mean_std, per_class, summarize
 from ltlib.runs.config import make_config
-from ltlib.runs.experiment import load_data
+from ltlib.runs.evaluate import predict_logits
+from ltlib.runs.experiment import eval_options, load_data
 from ltlib.runs.jobs import run_grid
 
 profile = resolve_profile(profile)
@@ -118,6 +121,35 @@ print(caption([r for rs in runs.values() for r in rs]))
 
 summary = summarize(runs)
 display(display_table(summary))
+
+
+# **The core lines.** How those numbers are counted, written out in plain torch on the first model's test
+# predictions: the accuracy of each class, "overall" as their mean (so every class counts the same, however rare),
+# and each group as the mean over its classes (strict: many > 100, few < 20 training images). Then what weight decay
+# adds to a step: PyTorch's SGD (ltlib's `build_sgd`) steps along $g + \lambda w$, so every weight is pulled towards 0
+# in proportion to its size. Both are checked against ltlib's.
+
+# In[ ]:
+
+
+r = runs[labels[0]][0]
+predicted = predict_logits(r.model, data.test.images, **eval_options(r.config, data)).argmax(1)
+y = data.test.labels
+accuracy = np.array([100.0 * float((predicted[y == c] == c).double().mean()) for c in range(data.num_classes)])
+n = np.asarray(data.class_counts)
+groups_by_hand = {"many": n > 100, "medium": (n >= 20) & (n <= 100), "few": n < 20}
+mine = {"overall": accuracy.mean(), **{g: accuracy[m].mean() if m.any() else np.nan for g, m in groups_by_hand.items()}}
+assert all(np.isclose(v, r.result()[k], equal_nan=True) for k, v in mine.items()), (mine, r.result())
+
+lam = float(max(weight_decays))                             # the largest weight decay of this notebook
+layer = torch.nn.Linear(8, 4)
+x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+layer(x).pow(2).mean().backward()
+w0, g = layer.weight.detach().clone(), layer.weight.grad.clone()
+build_sgd(layer, lr=base.lr, momentum=base.momentum, weight_decay=lam).step()
+torch.testing.assert_close(layer.weight.detach(), w0 - base.lr * (g + lam * w0))
+print(f"first model, by hand: overall {mine['overall']:.1f}, many {mine['many']:.1f}, few {mine['few']:.1f} "
+      f"(equal to ltlib's); one SGD step with weight decay {lam:g} equals w - lr (g + {lam:g} w)")
 
 
 # The few-shot group holds only a couple of classes, so a single seed can move it by ten points or more. So the

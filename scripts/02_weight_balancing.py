@@ -42,10 +42,12 @@ device = "auto"
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
 
 import ltlib.report.plots as lp
-from ltlib.analysis.posthoc import best_tau, tau_result, tau_sweep
+from ltlib.analysis.posthoc import best_tau, tau_normalized_weight, tau_result, tau_sweep
+from ltlib.methods.losses import effective_number_weights
 from ltlib.report import findings as F
 from ltlib.report import longpath
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
@@ -54,7 +56,7 @@ from ltlib.report.results import caption, display_table, per_class, summarize
 from ltlib.runs.config import make_config
 from ltlib.runs.experiment import load_data
 from ltlib.runs.jobs import run_grid
-from ltlib.runs.stage2 import make_stage2
+from ltlib.runs.stage2 import MaxNorm, make_stage2
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -90,6 +92,22 @@ print(caption(with_wd))
 # 
 # The demo uses $\tau = 1.9$, tuned for CIFAR-100-LT. Here τ is chosen per model on the **validation split**
 # (images the long-tailed subset left unused, `val_per_class` per class; never the test set).
+# 
+# **The core lines.** τ-normalisation of the first seed's trained classifier, written out in plain torch and
+# checked against ltlib's `tau_normalized_weight` (the one the sweep uses):
+
+# In[ ]:
+
+
+W = with_wd[0].model.classifier.weight.detach().float()      # one row per class
+tau = 1.9
+mine = W / W.norm(dim=1, keepdim=True) ** tau                 # each row divided by its norm to the power tau
+torch.testing.assert_close(mine, tau_normalized_weight(W, tau))
+head, tail = int(np.argmax(data.class_counts)), int(np.argmin(data.class_counts))
+print(f"row norms, head class ({data.classes[head]}) / tail class ({data.classes[tail]}): "
+      f"{W[head].norm():.3f} / {W[tail].norm():.3f} as trained, {mine[head].norm():.3f} / {mine[tail].norm():.3f} "
+      f"at tau = {tau:g}; the from-scratch lines equal ltlib's")
+
 
 # In[ ]:
 
@@ -115,6 +133,29 @@ plt.show()
 # The paper projects after every iteration; the released demo after every epoch. We run both.
 # `stage2_bn` says whether BatchNorm keeps updating its running statistics (the demo's behaviour) or not.
 # cRT retrains the classifier with plain cross-entropy on class-balanced batches instead.
+# 
+# **The core lines.** The effective-number class weights and one MaxNorm projection, written out and checked against
+# ltlib's (`effective_number_weights`, `MaxNorm.project`), on the same trained classifier:
+
+# In[ ]:
+
+
+beta = 0.9999
+n = torch.tensor(data.class_counts, dtype=torch.float64)
+weights = (1 - beta) / (1 - beta ** n)                         # Cui et al.'s effective number of samples
+weights = (weights / weights.sum() * len(n)).float()           # normalised to sum to the number of classes
+torch.testing.assert_close(weights, effective_number_weights(data.class_counts.tolist(), beta))
+
+norms = W.norm(dim=1)
+delta = norms.min() + maxnorm_thresh * (norms.max() - norms.min())   # relative to the starting rows
+projected = W * torch.clamp(delta / norms, max=1.0)[:, None]          # rows above delta scaled back to it
+ours = W.clone()
+MaxNorm(W, maxnorm_thresh).project(ours)
+torch.testing.assert_close(projected, ours)
+print(f"class weights from {weights.min():.3f} ({data.classes[int(weights.argmin())]}) to {weights.max():.3f} "
+      f"({data.classes[int(weights.argmax())]}); MaxNorm at thresh {maxnorm_thresh:g} clips "
+      f"{int((norms > delta).sum())} of {len(norms)} rows of this classifier; both equal ltlib's")
+
 
 # In[ ]:
 

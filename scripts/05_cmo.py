@@ -43,9 +43,13 @@ device = "auto"
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as Fn
 from IPython.display import display
 
 import ltlib.report.plots as lp
+from ltlib.data.mixing import cmo_box
+from ltlib.methods.losses import DRW, LDAM, BalancedSoftmax, effective_number_weights
 from ltlib.report import findings as F
 from ltlib.report import longpath
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
@@ -99,6 +103,45 @@ plt.show()
 # CMO is `mixing="cmo"`; under it each of the two label sets is a separate (weighted) criterion call, as in the code.
 # Same seeds, same initialisation per seed (except LDAM's cosine head), same background batches.
 # With `extras=False` (the short path) CMO runs with CE and BS only; section 7 shows the other two pairs.
+# 
+# **The core lines**, written out in plain torch and checked against ltlib's on the training counts: CMO's box and
+# its label weight, Balanced Softmax's shift, LDAM's margins and DRW's switch.
+
+# In[ ]:
+
+
+counts = data.class_counts.tolist()
+H, W = data.train.images.shape[-2:]
+# CMO: the box side int(H sqrt(1 - lam)), a uniform centre, half-sides floored, clipped; lam' from the clipped box
+lam, rng_mine, rng_ltlib = 0.7, np.random.default_rng(0), np.random.default_rng(0)
+h, w = int(H * np.sqrt(1 - lam)), int(W * np.sqrt(1 - lam))
+cy, cx = int(rng_mine.integers(H)), int(rng_mine.integers(W))
+box = (max(cy - h // 2, 0), min(cy + h // 2, H), max(cx - w // 2, 0), min(cx + w // 2, W))
+assert box == cmo_box(H, W, lam, rng_ltlib)
+lam_prime = 1 - (box[1] - box[0]) * (box[3] - box[2]) / (H * W)
+
+# Balanced Softmax: cross-entropy on the logits shifted by log(n_c / N)
+gen = torch.Generator().manual_seed(0)
+z, y = torch.randn(64, len(counts), generator=gen), torch.randint(0, len(counts), (64,), generator=gen)
+prior = torch.tensor(counts, dtype=torch.float64) / sum(counts)
+torch.testing.assert_close(Fn.cross_entropy(z + prior.log().float(), y, reduction="none"), BalancedSoftmax(counts)(z, y))
+
+# LDAM: margin m_c proportional to n_c^(-1/4), the rarest class's equal to max_m, on the target cosine, times s
+margins = torch.tensor(counts, dtype=torch.float64) ** -0.25
+margins = (margins * 0.5 / margins.max()).float()
+cosines = torch.tanh(z)                                        # cosine logits in [-1, 1]
+mine = Fn.cross_entropy(30 * (cosines - Fn.one_hot(y, len(counts)) * margins[y][:, None]), y, reduction="none")
+torch.testing.assert_close(mine, LDAM(counts, max_m=0.5, s=30.0)(cosines, y))
+
+# DRW: no class weights before the switch, effective-number weights (beta 0.9999) from it on
+switch = int(base.drw_start * base.epochs)
+drw = DRW(counts, switch, 0.9999)
+assert drw.at(switch - 1) is None
+torch.testing.assert_close(drw.at(switch), effective_number_weights(counts, 0.9999))
+print(f"CMO at lam = {lam}: a {box[1] - box[0]}x{box[3] - box[2]} box, lam' = {lam_prime:.3f}; LDAM's margins from "
+      f"{margins.min():.3f} (n = {max(counts)}) to {margins.max():.3f} (n = {min(counts)}); DRW switches at epoch "
+      f"{switch}. Each equals ltlib's.")
+
 
 # In[ ]:
 
