@@ -57,15 +57,30 @@ def tau_sweep(run_: Run, data: LongTailData, taus=np.round(np.arange(0, 2.01, 0.
     if not isinstance(model.classifier, nn.Linear):
         raise ConfigError("tau-normalisation needs a linear classifier")
     kw = dict(eval_options(cfg, data), device=device)
-    groups = class_groups(data.class_counts, cfg.base.group_scheme)
-    splits = {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
+    splits = _splits(data)
     feats = {name: predict_features(model, split.images, **kw) for name, split in splits.items()}
     weight, bias = model.classifier.weight.detach().float(), model.classifier.bias.detach().float()
+
+    def logits_at(tau: float) -> dict:
+        w = tau_normalized_weight(weight.to(next(iter(feats.values())).device), tau)
+        return {name: F.linear(f, w, bias.to(w.device)) for name, f in feats.items()}
+
+    return _sweep(taus, logits_at, splits, data, cfg.base.group_scheme)
+
+
+def _splits(data: LongTailData) -> dict:
+    """The splits a sweep evaluates: validation (when there is one) and test."""
+    return {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
+
+
+def _sweep(taus, logits_at, splits: dict, data: LongTailData, group_scheme: str) -> pd.DataFrame:
+    """One row per tau and split: the accuracies of ``logits_at(tau)[split]`` (overall, groups, per class)."""
+    groups = class_groups(data.class_counts, group_scheme)
     rows = []
     for tau in taus:
-        w = tau_normalized_weight(weight.to(next(iter(feats.values())).device), tau)
+        logits = logits_at(tau)
         for name, split in splits.items():
-            res = accuracy_from_logits(F.linear(feats[name], w, bias.to(w.device)), split.labels, data.num_classes)
+            res = accuracy_from_logits(logits[name], split.labels, data.num_classes)
             rows.append({"tau": tau, "split": name, **{k: v for k, v in res.summary(groups).items()
                                                        if k != "per_class"}, "per_class": res.per_class.tolist()})
     return pd.DataFrame(rows)
@@ -94,21 +109,17 @@ def logit_adjustment_sweep(run_: Run, data: LongTailData, taus=np.round(np.arang
     """Post-hoc logit adjustment (:func:`ltlib.methods.logit_adjustment.adjust_logits`) of a trained model at each
     tau: overall / many / medium / few on val and test, from logits computed once. The prior is the training
     counts'; a cosine head's logits are scaled by its s first, as the softmax sees them."""
-    taus = list(taus)                   # each is checked by log_prior
     cfg = run_.config
-    groups = class_groups(data.class_counts, cfg.base.group_scheme)
-    splits = {"test": data.test} if data.val is None else {"val": data.val, "test": data.test}
+    kw = dict(eval_options(cfg, data), device=device)
+    splits = _splits(data)
     scale = logit_scale(cfg)
-    logits = {name: predict_logits(run_.model, split.images, **eval_options(cfg, data), device=device) * scale
-              for name, split in splits.items()}
-    rows = []
-    for tau in taus:
-        for name, split in splits.items():
-            adjusted = adjust_logits(logits[name], data.class_counts.tolist(), tau)
-            res = accuracy_from_logits(adjusted, split.labels, data.num_classes)
-            rows.append({"tau": tau, "split": name, **{k: v for k, v in res.summary(groups).items()
-                                                       if k != "per_class"}, "per_class": res.per_class.tolist()})
-    return pd.DataFrame(rows)
+    logits = {name: predict_logits(run_.model, split.images, **kw) * scale for name, split in splits.items()}
+    counts = data.class_counts.tolist()
+
+    def logits_at(tau: float) -> dict:         # each tau is checked by log_prior
+        return {name: adjust_logits(z, counts, tau) for name, z in logits.items()}
+
+    return _sweep(list(taus), logits_at, splits, data, cfg.base.group_scheme)
 
 
 def best_tau(sweep: pd.DataFrame, split: str = "val") -> float:

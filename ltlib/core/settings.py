@@ -5,8 +5,10 @@ made of the blocks, plus the common fields: data, model, schedule, seed, precisi
 read the whole run config:
 
 * :meth:`Settings.check_block` raises a :class:`~ltlib.core.errors.ConfigError` for an impossible value;
-* :meth:`Settings.hashed_fields` names the block's fields that change this run's result. Only those count toward
-  the run's hash, so a run that does not use a method keeps the hash (and the cached folder) it had before.
+* :meth:`Settings.used` says whether the run uses the method; :meth:`Settings.hashed_fields` names the block's
+  fields that change this run's result (by default: all of them when the method is used, none otherwise). Only those
+  count toward the run's hash, so a run that does not use a method keeps the hash (and the cached folder) it had
+  before.
 
 The method's registry entry names its block (``settings=...``), so that the run setup finds a method's options
 without a per-method table.
@@ -31,6 +33,11 @@ class Settings:
         """Raise ConfigError when ``config``'s values of this block are impossible (nothing to check by default)."""
 
     @classmethod
+    def used(cls, config) -> bool:
+        """Whether ``config``'s run uses this method (always, by default)."""
+        return True
+
+    @classmethod
     def hashed_fields(cls, config) -> tuple[str, ...]:
-        """The block's fields that change ``config``'s result (all of them by default)."""
-        return cls.block_fields()
+        """The block's fields that change ``config``'s result: all of them where the run uses the method."""
+        return cls.block_fields() if cls.used(config) else ()

@@ -129,8 +129,8 @@ class MixupSettings(Settings):
             raise ConfigError(f"RunConfig.mixup_alpha: Beta(alpha, alpha) needs alpha > 0, got {config.mixup_alpha!r}")
 
     @classmethod
-    def hashed_fields(cls, config) -> tuple[str, ...]:
-        return cls.block_fields() if config.mixing == "mixup" else ()
+    def used(cls, config) -> bool:
+        return config.mixing == "mixup"
 
     @classmethod
     def options(cls, config) -> dict:
@@ -163,8 +163,8 @@ class CMOSettings(Settings):
                               "index): use data_path='memory', with a smaller image_size if the set does not fit")
 
     @classmethod
-    def hashed_fields(cls, config) -> tuple[str, ...]:
-        return cls.block_fields() if config.mixing == "cmo" else ()
+    def used(cls, config) -> bool:
+        return config.mixing == "cmo"
 
     @classmethod
     def options(cls, config) -> dict:

@@ -77,8 +77,8 @@ class CCSAMSettings(Settings):
             raise ConfigError("RunConfig.step='ccsam' perturbs a linear classifier: set classifier='linear'")
 
     @classmethod
-    def hashed_fields(cls, config) -> tuple[str, ...]:
-        return cls.block_fields() if config.step == "ccsam" else ()
+    def used(cls, config) -> bool:
+        return config.step == "ccsam"
 
     @classmethod
     def options(cls, config, class_counts: Sequence[int]) -> "CCSAMOptions":

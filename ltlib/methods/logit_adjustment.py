@@ -63,8 +63,8 @@ class LASettings(Settings):
                               f"got {config.la_tau!r}")
 
     @classmethod
-    def hashed_fields(cls, config) -> tuple[str, ...]:
-        return cls.block_fields() if config.loss == "la" else ()
+    def used(cls, config) -> bool:
+        return config.loss == "la"
 
     @classmethod
     def loss_kwargs(cls, config, class_counts: Sequence[int]) -> dict:

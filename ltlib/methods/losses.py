@@ -48,8 +48,12 @@ class DRWSettings(Settings):
                               "weights")
 
     @classmethod
+    def used(cls, config) -> bool:
+        return config.reweight != "none"
+
+    @classmethod
     def hashed_fields(cls, config) -> tuple[str, ...]:
-        if config.reweight == "none":
+        if not cls.used(config):
             return ()
         return ("reweight", "drw_start", "drw_beta") if config.reweight == "drw" else ("reweight",)
 
@@ -76,8 +80,8 @@ class LDAMSettings(Settings):
                               "linear head, LDAM's scale s = 30 blows the logits up)")
 
     @classmethod
-    def hashed_fields(cls, config) -> tuple[str, ...]:
-        return cls.block_fields() if config.loss == "ldam" else ()
+    def used(cls, config) -> bool:
+        return config.loss == "ldam"
 
     @classmethod
     def loss_kwargs(cls, config, class_counts: Sequence[int]) -> dict:
@@ -96,8 +100,8 @@ class FocalSettings(Settings):
             raise ConfigError("RunConfig: focal_gamma must be >= 0")
 
     @classmethod
-    def hashed_fields(cls, config) -> tuple[str, ...]:
-        return cls.block_fields() if config.loss == "focal" else ()
+    def used(cls, config) -> bool:
+        return config.loss == "focal"
 
     @classmethod
     def loss_kwargs(cls, config, class_counts: Sequence[int]) -> dict:

@@ -75,8 +75,12 @@ class SAMSettings(Settings):
                 raise ConfigError(f"RunConfig.{name}: {getattr(config, name)!r} is not one of {valid}")
 
     @classmethod
+    def used(cls, config) -> bool:
+        return config.step != "sgd"
+
+    @classmethod
     def hashed_fields(cls, config) -> tuple[str, ...]:
-        if config.step == "sgd":
+        if not cls.used(config):
             return ()
         return tuple(n for n in cls.block_fields() if n != "sam_perturbation" or config.sam_perturbation != "replica")
 
