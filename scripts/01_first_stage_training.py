@@ -7,6 +7,11 @@
 # the rare classes? And does weight decay help them, as *Long-Tailed Recognition via Weight Balancing*
 # (Alshammari et al., CVPR 2022) reports in its first demo?
 # 
+# **Paper and code.** Weight balancing: [arXiv:2203.14197](https://arxiv.org/abs/2203.14197), code
+# [ShadeAlsha/LTR-weight-balancing](https://github.com/ShadeAlsha/LTR-weight-balancing) (its `demo1` is this
+# notebook's recipe). The long-tailed CIFAR construction and the groups follow
+# [kaidic/LDAM-DRW](https://github.com/kaidic/LDAM-DRW) (Cao et al., NeurIPS 2019).
+# 
 # **What you will learn**
 # - how a long-tailed training set is built from a balanced one (the exponential profile every paper uses);
 # - how to train, cache and reload runs with `ltlib` (one config line per run);

@@ -9,6 +9,13 @@
 # retraining the classifier for a few epochs with a class-balanced loss, weight decay and a MaxNorm
 # constraint (the paper's second stage)? And how does that compare with classifier re-training (cRT)?
 # 
+# **Papers and code.** Weight balancing: [arXiv:2203.14197](https://arxiv.org/abs/2203.14197),
+# [ShadeAlsha/LTR-weight-balancing](https://github.com/ShadeAlsha/LTR-weight-balancing) (`demo2`). τ-normalisation
+# and cRT: Kang et al., ICLR 2020 ([arXiv:1910.09217](https://arxiv.org/abs/1910.09217),
+# [facebookresearch/classifier-balancing](https://github.com/facebookresearch/classifier-balancing)). The
+# class-balanced loss: Cui et al., CVPR 2019 ([arXiv:1901.05555](https://arxiv.org/abs/1901.05555),
+# [richardaecn/class-balanced-loss](https://github.com/richardaecn/class-balanced-loss)).
+# 
 # **What you will learn**
 # - τ-normalisation, $w_c \leftarrow w_c / \lVert w_c\rVert^{\tau}$, and how to choose τ without looking at the test set;
 # - weight balancing's second stage exactly as its code runs it: a class-balanced *binary* cross-entropy on
@@ -49,7 +56,7 @@ import ltlib.report.plots as lp
 from ltlib.analysis.posthoc import best_tau, tau_normalized_weight, tau_result, tau_sweep
 from ltlib.methods.losses import effective_number_weights
 from ltlib.report import findings as F
-from ltlib.report import longpath
+from ltlib.report import longpath, toys
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
 from ltlib.report.papers import reference_column, sources
 from ltlib.report.results import caption, display_table, per_class, summarize
@@ -155,6 +162,20 @@ torch.testing.assert_close(projected, ours)
 print(f"class weights from {weights.min():.3f} ({data.classes[int(weights.argmin())]}) to {weights.max():.3f} "
       f"({data.classes[int(weights.argmax())]}); MaxNorm at thresh {maxnorm_thresh:g} clips "
       f"{int((norms > delta).sum())} of {len(norms)} rows of this classifier; both equal ltlib's")
+
+
+# **The projection, drawn.** The same classifier's rows: each class is a spoke (the angles are only a layout; the
+# projection keeps a row's direction and changes its length), the shaded disc is MaxNorm's ball, and an arrow shows
+# each row that the projection shortens to δ.
+
+# In[ ]:
+
+
+fig, drawn = toys.plot_maxnorm_rows(W, maxnorm_thresh, data.classes)
+lp.save_figure(fig, f"02_maxnorm_ball_{profile}")
+plt.show()
+inside = [data.classes[c] for c in np.flatnonzero(drawn["before"] <= drawn["delta"])]
+print(f"delta = {drawn['delta']:.3g}; rows already inside the ball, left as they are: {', '.join(inside) or 'none'}")
 
 
 # In[ ]:

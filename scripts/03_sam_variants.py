@@ -9,6 +9,13 @@
 # tail classes' loss only and minimises the head classes' loss at the weights. Does that help the rare classes
 # here, which part of ImbSAM does the work, and what does each optimiser cost?
 # 
+# **Papers and code.** SAM: Foret et al., ICLR 2021 ([arXiv:2010.01412](https://arxiv.org/abs/2010.01412)); the
+# step follows [davda54/sam](https://github.com/davda54/sam). ASAM: Kwon et al., ICML 2021
+# ([arXiv:2102.11600](https://arxiv.org/abs/2102.11600), [SamsungLabs/ASAM](https://github.com/SamsungLabs/ASAM)).
+# ImbSAM: Zhou et al., ICCV 2023 ([arXiv:2308.07815](https://arxiv.org/abs/2308.07815),
+# [cool-xuan/Imbalanced_SAM](https://github.com/cool-xuan/Imbalanced_SAM)). Where ltlib follows which code, quirks
+# included: the docstring of `ltlib/methods/sam.py`.
+# 
 # **What you will learn**
 # - what one SAM step does: a gradient at $w$, an ascent to $w + \varepsilon$ with
 #   $\varepsilon = \rho\, g / \lVert g\rVert$, a gradient there, back to $w$, then the ordinary SGD step;
@@ -47,21 +54,26 @@ device = "auto"
 # In[ ]:
 
 
+import copy
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as Fn
 from IPython.display import display
 
 import ltlib.report.plots as lp
 from ltlib.methods import tail_classes_from_counts
 from ltlib.report import findings as F
-from ltlib.report import longpath
+from ltlib.report import longpath, toys
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
 from ltlib.report.papers import reference_column, sources
 from ltlib.report.results import caption, display_table, epoch_cost, per_class, summarize
 from ltlib.runs.config import make_config
-from ltlib.runs.experiment import load_data
+from ltlib.runs.experiment import load_data, sample_batch
 from ltlib.runs.jobs import run_grid
+from ltlib.runs.setup import build_stage1
 
 profile = resolve_profile(profile)
 dev = setup(device)
@@ -87,7 +99,8 @@ tail = tail_classes_from_counts(counts, imbsam_eta)
 print(f"tail (n_c < {imbsam_eta}):", [f"{data.classes[c]} ({counts[c]})" for c in tail])
 print(f"tail share of the training set: {sum(counts[c] for c in tail) / sum(counts):.1%}; expected tail samples "
       f"per batch of {base.batch_size}: {base.batch_size * sum(counts[c] for c in tail) / sum(counts):.1f}")
-fig = lp.plot_class_counts(data)
+fig = toys.plot_tail_split(data, tail, imbsam_eta)
+lp.save_figure(fig, f"03_tail_split_{profile}")
 plt.show()
 
 
@@ -108,6 +121,76 @@ plt.show()
 # BatchNorm's running statistics are updated in both passes (`bn_second_pass="update"`), as ASAM's and
 # ImbSAM's code do; `"bypass"` keeps the first pass's, as davda54's SAM example does.
 # 
+# **A picture first.** On a two-parameter toy surface with a deep, narrow basin and a shallower, wide one, ltlib's
+# own `SAMStep` and `SGDStep` take one step from the same point (left). SGD follows the gradient into the narrow
+# basin; SAM first ascends by ρ (orange) and steps with the gradient found there. The right panel is the loss SAM
+# actually minimises, the worst loss within ρ of each point: the narrow basin is filled in.
+
+# In[ ]:
+
+
+fig, toy = toys.plot_sam_toy(rho=0.4)
+plt.show()
+print(f"the lowest point of the loss lies in the {toy['minima']['loss']} basin; the lowest point of the worst loss "
+      f"within rho = {toy['rho']:g} lies in the {list(toy['minima'].values())[1]} basin")
+
+
+# **The core lines.** One step of each optimiser, written out in plain torch on one batch of the training data
+# (class-balanced, so that the tail is in it), and checked against ltlib's step on a copy of the same freshly
+# initialised model. It is the first step of SGD with momentum, so the update is $w - \text{lr}\,(g + \lambda w)$
+# with the weight decay $\lambda$ taken at $w$; later steps add the momentum buffer, which ltlib leaves to PyTorch.
+
+# In[ ]:
+
+
+images, labels = sample_batch(base.replace(sampler="class_balanced"), data)
+tail_set = torch.tensor(tail, dtype=labels.dtype)
+
+
+def step_by_hand(model, eps_of, split=False):
+    """Gradient at w, ascent to w + eps, gradient there, back to w, one SGD step (weight decay at w)."""
+    params = list(model.parameters())
+    losses = Fn.cross_entropy(model(images), labels, reduction="none")
+    is_tail = torch.isin(labels, tail_set)
+    if split:   # ImbSAM: the tail's loss (x2, / B) is perturbed, the head's (/ B) is taken at w
+        ascent_loss = 2 * losses[is_tail].sum() / len(labels)
+        kept = torch.autograd.grad(losses[~is_tail].sum() / len(labels), params, retain_graph=True)
+    else:       # SAM, ASAM: the whole batch's loss is perturbed
+        ascent_loss, kept = losses.mean(), [0] * len(params)
+    eps = eps_of(model, torch.autograd.grad(ascent_loss, params))
+    w = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        torch._foreach_add_(params, eps)                                         # ascend to w + eps
+    losses = Fn.cross_entropy(model(images), labels, reduction="none")
+    at_eps = 2 * losses[is_tail].sum() / len(labels) if split else losses.mean()
+    with torch.no_grad():
+        for p, w0, g, k in zip(params, w, torch.autograd.grad(at_eps, params), kept):
+            p.copy_(w0 - base.lr * (g + k + base.weight_decay * w0))            # back to w, then the SGD step
+    return model
+
+
+def sam_eps(model, g):                 # eps = rho g / ||g||, one norm over all parameters
+    norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+    return [rho * gi / (norm + 1e-12) for gi in g]
+
+
+def asam_eps(model, g):                # eps = rho T^2 g / ||T g||, T = |w| + eta on "weight" tensors, 1 on biases
+    T = [p.detach().abs() + base.asam_eta if "weight" in name else torch.ones_like(p)
+         for name, p in model.named_parameters()]
+    norm = torch.sqrt(sum(((t * gi) ** 2).sum() for t, gi in zip(T, g)))
+    return [asam_rho * t * t * gi / (norm + 1e-16) for t, gi in zip(T, g)]
+
+
+for step, eps_of, options in (("sam", sam_eps, {}), ("asam", asam_eps, {"rho": asam_rho}), ("imbsam", sam_eps, {})):
+    ltlib_run = build_stage1(base.replace(step=step, **options), data, "cpu")   # ltlib's model, optimizer and step
+    mine = step_by_hand(copy.deepcopy(ltlib_run.model), eps_of, split=step == "imbsam")
+    ltlib_run.step(ltlib_run.model, images, labels, ltlib_run.loss_fn)
+    for (name, theirs), ours in zip(ltlib_run.model.named_parameters(), mine.parameters()):
+        torch.testing.assert_close(ours, theirs, msg=lambda m: f"{step}, {name}: {m}")
+print(f"{int(torch.isin(labels, tail_set).sum())} of the batch's {len(labels)} images are in the tail; one SAM, "
+      "one ASAM and one ImbSAM step by hand equal ltlib's, parameter by parameter")
+
+
 # **Taking ImbSAM apart.** ImbSAM changes two things at once: it perturbs the tail loss, and its released code
 # counts every tail sample **twice** (the ×2 factor added on 2023-09-15), so it also re-weights the classes.
 # Two more runs from the same initialisations separate them:

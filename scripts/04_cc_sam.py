@@ -9,6 +9,10 @@
 # class-balanced batches, against features pushed in the direction that hurts them most. Which parts help, and at
 # what radius does the perturbation do anything at all?
 # 
+# **Paper and code.** Zhou et al., CVPR 2023 (the CVF open-access paper and the authors' poster); code
+# [zzpustc/CC-SAM](https://github.com/zzpustc/CC-SAM), which `ltlib/methods/ccsam.py` follows (its docstring says
+# where and how). Mixup: Zhang et al., ICLR 2018 ([arXiv:1710.09412](https://arxiv.org/abs/1710.09412)).
+# 
 # **What you will learn**
 # - stage 1: the flat loss $\frac{1}{B}\sum_i \mathrm{CE}\big((\theta + \varepsilon_{y_i})(z_i), y_i\big)$ with a
 #   per-class $\varepsilon_c$ along $g_c = \nabla_\theta \operatorname{mean}_{y_i = c}\ell_i$ and
@@ -52,9 +56,12 @@ device = "auto"
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as Fn
 from IPython.display import display
 
 import ltlib.report.plots as lp
+from ltlib.methods.ccsam import CCSAMOptions, CCSAMStep, class_weights, feature_perturbation, progressive_alpha
 from ltlib.report import findings as F
 from ltlib.report import longpath
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
@@ -88,6 +95,15 @@ print(describe(base))
 # radius is about $100^{1/4} \approx 3.2$ times the largest's for equal gradient norms. A class with a single
 # training image would divide by zero (the released code gives NaN there); `ltlib` floors $n_c - 1$ at 1.
 # 
+# **Where $(n_c - 1)^{-1/4}$ comes from.** The paper derives the radius from a generalisation bound; the poster
+# gives only the result, $\rho_c^* = \big(\lVert\theta\rVert / (2\lVert g_c\rVert)\big)^{1/2} P^{-1/4} (n_c - 1)^{-1/4}$ with
+# $\lVert\varepsilon_c\rVert = \sqrt{P}\,\rho_c^*$. Its form is that of a balance, the same one that gives LDAM's margins
+# (notebook 05): a sharpness cost that grows with the radius, $a\rho^2$ with $a \propto \lVert g_c\rVert^2$, against a
+# complexity cost that shrinks with it and with the class's sample count, $b/\rho^2$ with
+# $b \propto P\lVert\theta\rVert^2/(n_c - 1)$. Setting the derivative $2a\rho - 2b/\rho^3$ to zero gives
+# $\rho = (b/a)^{1/4}$: the fourth root of $P\lVert\theta\rVert^2 / (4 (n_c - 1) \lVert g_c\rVert^2)$, which is the formula
+# above. (This sketch reproduces the formula's form; it is not the paper's proof.)
+# 
 # The perturbed classifier is applied to that class's own samples; the backbone gets the flat loss's gradient
 # through the features. The class count factor on this data set:
 
@@ -98,6 +114,42 @@ counts = data.class_counts
 factor = (np.maximum(counts - 1, 1) / (counts.max() - 1)) ** -0.25
 display(pd.DataFrame({"class": data.classes, "n_c": counts, "(n_c - 1)^(-1/4), relative to the largest": factor.round(2)})
         .set_index("class").T)
+
+
+# **The core lines.** The flat logits of one batch, written the readable way: one autograd call per class for
+# $g_c$, the radius formula per tensor, and the classifier at $\theta + \varepsilon_c$ applied to that class's
+# samples. Random features and a random linear head, on this data set's training counts and $r$; checked against
+# ltlib's closed form (two B × B Gram matrices, no loop over classes), which is what the runs use.
+
+# In[ ]:
+
+
+gen = torch.Generator().manual_seed(0)
+z = torch.randn(48, 16, generator=gen)                        # 48 features of dimension 16
+y = torch.randint(0, data.num_classes, (48,), generator=gen)
+head = torch.nn.Linear(16, data.num_classes)
+logits = head(z)
+clean = Fn.cross_entropy(logits, y, reduction="none")
+theta = torch.sqrt(head.weight.detach().norm() ** 2 + head.bias.detach().norm() ** 2)   # the joint norm
+P = head.weight.numel() + head.bias.numel()
+flat, ratio = torch.empty_like(logits), {}
+for c in y.unique().tolist():
+    rows = y == c
+    g_w, g_b = torch.autograd.grad(clean[rows].mean(), [head.weight, head.bias], retain_graph=True)
+    n1 = max(int(counts[c]) - 1, 1)                            # n_c - 1, floored at 1
+    e_w, e_b = [radius * (P * theta ** 2 / (4 * n1 * g.norm() ** 2)) ** 0.25 * g / g.norm() for g in (g_w, g_b)]
+    flat[rows] = (z[rows] @ (head.weight + e_w).T + head.bias + e_b).detach()   # theta + eps_c on class c's rows
+    ratio[data.classes[c]] = float(torch.sqrt(e_w.norm() ** 2 + e_b.norm() ** 2) / theta)
+
+toy = torch.nn.Module()
+toy.features, toy.classifier = torch.nn.Identity(), head
+ltlib_step = CCSAMStep(torch.optim.SGD(head.parameters(), lr=0.1), model=toy,
+                       options=CCSAMOptions(class_counts=tuple(int(n) for n in counts), radius=radius))
+G, = torch.autograd.grad(clean.sum(), logits, retain_graph=True)    # dl_i / d logits_i, what ltlib starts from
+torch.testing.assert_close(flat, (logits + ltlib_step.logit_shift(z, G, y)).detach())
+print(f"||eps_c|| / ||theta|| on this toy batch at r = {radius:g}:",
+      ", ".join(f"{name} {v:.2g}" for name, v in sorted(ratio.items(), key=lambda kv: -kv[1])),
+      "\nthe per-class loop equals ltlib's closed form")
 
 
 # ## 2. How large is the perturbation?
@@ -213,6 +265,31 @@ def stage2(first, recipe, name):
 
 w = pd.Series(np.log(counts.max() / counts + 0.01) / 2, index=data.classes, name="w_c")
 display(w.round(3).to_frame().T)
+
+
+# **The core lines of stage 2**, on the toy batch of section 1: each class's feature gradient $G_c$ by its own
+# autograd call, the adversarial features $z + \lambda w_c G_c / \lVert G_c\rVert_F$, and the weight $\alpha_e$ per
+# epoch; checked against ltlib's `feature_perturbation` (one backward for all classes) and `progressive_alpha`.
+
+# In[ ]:
+
+
+feats = z.clone().requires_grad_(True)
+losses = Fn.cross_entropy(head(feats), y, reduction="none")
+w_c = torch.tensor(w.values, dtype=torch.float32)
+delta = torch.zeros_like(z)
+for c in y.unique().tolist():
+    rows = y == c
+    G_c = torch.autograd.grad(losses[rows].mean(), feats, retain_graph=True)[0][rows]   # class c's block
+    delta[rows] = 1.0 * w_c[c] * G_c / G_c.norm()                  # lambda = 1, Frobenius norm of the block
+in_batch = torch.bincount(y, minlength=data.num_classes).float()
+all_grads, = torch.autograd.grad((losses / in_batch[y]).sum(), feats)   # every class's mean loss, one backward
+torch.testing.assert_close(delta, feature_perturbation(all_grads, y, class_weights(counts.tolist())))
+epochs2 = make_stage2(ccsam, "ccsam", up_limit=up_limit).epochs
+alphas = [min((e + 1) / epochs2, up_limit) for e in range(epochs2)]
+assert alphas == [progressive_alpha(e, epochs2, up_limit) for e in range(epochs2)]
+print(f"adversarial shift ||delta_i|| per sample from {delta.norm(dim=1).min():.3f} to {delta.norm(dim=1).max():.3f}; "
+      f"alpha over {epochs2} stage-2 epochs at up_limit {up_limit:g}: {[round(a, 2) for a in alphas]}; both equal ltlib's")
 crt_mixup, both = "CE + mixup → cRT (class-aware)", "CC-SAM stages 1 + 2"
 runs.update(run_grid({
     "CE → cRT (class-aware)": stage2(ce, "ccsam_crt", "crt"),

@@ -9,6 +9,12 @@
 # It is orthogonal to the loss: the paper pairs it with cross-entropy, CE with deferred re-weighting (CE-DRW),
 # Balanced Softmax (BS) and LDAM-DRW. Which of these help on our data, and does CMO add to them?
 # 
+# **Papers and code.** CMO: [arXiv:2112.00412](https://arxiv.org/abs/2112.00412),
+# [naver-ai/cmo](https://github.com/naver-ai/cmo). LDAM-DRW: Cao et al., NeurIPS 2019
+# ([arXiv:1906.07413](https://arxiv.org/abs/1906.07413), [kaidic/LDAM-DRW](https://github.com/kaidic/LDAM-DRW)).
+# Balanced Softmax: Ren et al., NeurIPS 2020 ([arXiv:2007.10740](https://arxiv.org/abs/2007.10740),
+# [jiawei-ren/BalancedMetaSoftmax-Classification](https://github.com/jiawei-ren/BalancedMetaSoftmax-Classification)).
+# 
 # **What you will learn**
 # - how CMO builds a batch: a second, minority-weighted stream (class $c$ drawn with weight $n_c^{1-\alpha}$, with
 #   replacement), one box per batch at the same place in both images, the label weight $\lambda' = 1 -$ box area;
@@ -51,7 +57,7 @@ import ltlib.report.plots as lp
 from ltlib.data.mixing import cmo_box
 from ltlib.methods.losses import DRW, LDAM, BalancedSoftmax, effective_number_weights
 from ltlib.report import findings as F
-from ltlib.report import longpath
+from ltlib.report import longpath, toys
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
 from ltlib.report.papers import reference_column, reported, sources
 from ltlib.report.results import caption, display_table, epoch_cost, summarize
@@ -91,6 +97,26 @@ lp.save_figure(fig, f"05_cmo_batch_{profile}")
 plt.show()
 
 
+# One λ per batch means one box size per batch, so the batch above shows a single size. Below, the same pair of
+# images (the first image of the largest and of the smallest class) pasted with ltlib's `cmo_box` at several λ,
+# with the box centre fixed: a small λ pastes most of the patch image, and λ' (the background label's weight) is
+# recomputed from the box after clipping, so it is not exactly λ.
+# 
+# **A caveat for this data set.** CMO is named for the *context* a majority image lends a minority object: a
+# street behind a rare car. Fashion-MNIST's images are single garments on black, so the "background" is mostly
+# black pixels or part of another garment, and a pasted patch cuts a piece out of one garment and drops it on
+# another. Whatever CMO gains here it gains as a CutMix-style regulariser with minority oversampling, not from
+# richer backgrounds; on CIFAR or ImageNet-LT the backgrounds carry more.
+
+# In[ ]:
+
+
+fig, pasted = toys.plot_cmo_lambdas(data)
+lp.save_figure(fig, f"05_cmo_lambdas_{profile}")
+plt.show()
+print("lambda -> lambda':", ", ".join(f"{row['lam']:g} -> {row['lam_prime']:.2f}" for row in pasted))
+
+
 # ## 2. Four losses, each with and without CMO
 # 
 # | loss | config | what it does |
@@ -103,6 +129,14 @@ plt.show()
 # CMO is `mixing="cmo"`; under it each of the two label sets is a separate (weighted) criterion call, as in the code.
 # Same seeds, same initialisation per seed (except LDAM's cosine head), same background batches.
 # With `extras=False` (the short path) CMO runs with CE and BS only; section 7 shows the other two pairs.
+# 
+# **Why $n_c^{-1/4}$.** LDAM's paper bounds each class's test error by a term of the form
+# $\frac{1}{\gamma_c}\sqrt{\mathcal{C}/n_c}$ ($\mathcal{C}$: the complexity of the model class): a class seen rarely needs a larger margin $\gamma_c$ for the same guarantee. With
+# two classes and the total margin fixed ($\gamma_1 + \gamma_2 = \beta$, since shifting the boundary towards one
+# class takes margin from the other), minimise $\frac{1}{\gamma_1\sqrt{n_1}} + \frac{1}{\gamma_2\sqrt{n_2}}$: setting
+# the derivative in $\gamma_1$ to zero gives $\gamma_1^2\sqrt{n_1} = \gamma_2^2\sqrt{n_2}$, so $\gamma_c \propto n_c^{-1/4}$.
+# The code scales the margins so that the rarest class's is `max_m` $= 0.5$; the figure in the next cell draws
+# ltlib's margins against the counts on log-log axes, where the law is a line of slope $-1/4$.
 # 
 # **The core lines**, written out in plain torch and checked against ltlib's on the training counts: CMO's box and
 # its label weight, Balanced Softmax's shift, LDAM's margins and DRW's switch.
@@ -132,6 +166,9 @@ margins = (margins * 0.5 / margins.max()).float()
 cosines = torch.tanh(z)                                        # cosine logits in [-1, 1]
 mine = Fn.cross_entropy(30 * (cosines - Fn.one_hot(y, len(counts)) * margins[y][:, None]), y, reduction="none")
 torch.testing.assert_close(mine, LDAM(counts, max_m=0.5, s=30.0)(cosines, y))
+fig, law = toys.plot_ldam_margins(counts, data.classes, max_m=0.5)     # ltlib's margins against the count
+lp.save_figure(fig, f"05_ldam_margins_{profile}")
+plt.show()
 
 # DRW: no class weights before the switch, effective-number weights (beta 0.9999) from it on
 switch = int(base.drw_start * base.epochs)

@@ -8,6 +8,12 @@
 # sit in *sharper* minima. Saddle-LongTail (Rangwani et al., NeurIPS 2022) looks per class and finds the tail
 # classes' loss sharper than the head's. Do these hold for the models notebooks 01–05 trained?
 # 
+# **Papers and code.** CC-SAM's sharpness study: Zhou et al., CVPR 2023 (the poster;
+# [zzpustc/CC-SAM](https://github.com/zzpustc/CC-SAM)). Saddle-LongTail: [arXiv:2212.13827](https://arxiv.org/abs/2212.13827),
+# [val-iisc/Saddle-LongTail](https://github.com/val-iisc/Saddle-LongTail). Filter-normalised directions and loss
+# landscapes: Li et al., NeurIPS 2018 ([arXiv:1712.09913](https://arxiv.org/abs/1712.09913),
+# [tomgoldstein/loss-landscape](https://github.com/tomgoldstein/loss-landscape)).
+# 
 # **What you will learn**
 # - three ways to measure sharpness, and what each one is blind to:
 #   1. **random perturbation** (the CC-SAM poster's protocol): the loss after $w + \sigma d$ for a few random,
@@ -60,7 +66,9 @@ device = "auto"
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
+from torch.func import functional_call
 
 import ltlib.analysis.sharpness as S
 import ltlib.report.plots as lp
@@ -117,6 +125,50 @@ analyses = S.analyse_runs(runs, settings, ascent_eta={label: imbsam_eta for labe
                           progress=True)
 for probe in dict.fromkeys(res.probe for res in analyses.values()):
     print("probe:", probe)
+
+
+# **The core lines.** The two pieces every measure above is built from, written out in plain torch on the first
+# model and checked against ltlib's:
+# - a **filter-normalised random direction**: a Gaussian draw, each filter (output unit) rescaled to the norm of the
+#   same filter of the weights;
+# - a **Hessian-vector product** $Hv$, without ever forming $H$: the gradient of $g \cdot v$ (Pearlmutter's trick).
+#   Its meaning: $v^\top H v$ is the second derivative of the loss along the line $w + t v$ at $t = 0$, which the
+#   last lines compute another way. (On a ReLU network that line is only piecewise smooth, so finite differences
+#   over a step that flips activations measure something else: the check differentiates along the line instead.)
+
+# In[ ]:
+
+
+first = next(iter(runs))
+model = runs[first].model.eval()
+probe = S.probe_for(runs[first], settings)
+probe = probe.subset(torch.ones_like(probe.labels, dtype=torch.bool), max_images=settings.hessian_images)
+params = S.select_params(model, "weights")                      # conv and linear weights
+gen = torch.Generator().manual_seed(0)
+v = []
+for p in params:
+    w, d = p.tensor.detach(), torch.randn(p.tensor.shape, generator=gen)
+    dims = [i for i in range(w.dim()) if i != p.filter_dim]     # every dimension but the filter's
+    v.append(d * torch.linalg.vector_norm(w, dim=dims, keepdim=True) / torch.linalg.vector_norm(d, dim=dims, keepdim=True))
+for mine, theirs in zip(v, S.random_direction(params, torch.Generator().manual_seed(0))):
+    torch.testing.assert_close(mine, theirs)
+
+weights = [p.tensor for p in params]
+loss = probe.loss_fn(model(probe.inputs), probe.labels).mean()
+g = torch.autograd.grad(loss, weights, create_graph=True)
+hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), weights)   # H v = d(g . v) / dw
+for mine, theirs in zip(hv, S.model_hvp(model, probe, params)(v)):
+    torch.testing.assert_close(mine, theirs)
+vhv = sum((vi * hi).sum() for vi, hi in zip(v, hv)).detach()
+
+t = torch.zeros((), requires_grad=True)                         # the loss along w + t v
+along = probe.loss_fn(functional_call(model, {p.name: p.tensor + t * vi for p, vi in zip(params, v)},
+                                      (probe.inputs,)), probe.labels).mean()
+slope, = torch.autograd.grad(along, t, create_graph=True)
+curvature, = torch.autograd.grad(slope, t)
+torch.testing.assert_close(curvature, vhv)
+print(f"{first}, {len(probe)} probe images: v^T H v = {float(vhv):.4g} along one filter-normalised direction, "
+      f"equal to d^2/dt^2 L(w + t v) at t = 0; the direction and H v equal ltlib's")
 
 
 # ## 3. The poster's protocol: five random perturbations

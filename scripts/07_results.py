@@ -8,6 +8,9 @@
 # is best overall, which one serves the rare classes, how well calibrated is each, and which of the papers' claims
 # hold on our data?
 # 
+# **Papers and code.** Each method's paper and repository are linked at the top of its notebook (01–06, 08); the
+# reported numbers below carry their source and link (`ltlib.report.papers`).
+# 
 # **What you will learn**
 # - how to gather every cached run under `exp/` into one pandas table (`ltlib.report.gather.gather_runs`), aggregate it
 #   over seeds and export it as CSV and Markdown;

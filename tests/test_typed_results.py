@@ -2,7 +2,7 @@
 
 A measured result looks like a mean ± std, a percentage, a signed difference in points, a count over seeds or
 models ("9 of 16"), a time, a decimal number, or a table row of numbers. Hyperparameters and formulas stay typed,
-inside math (``$...$``) or code (`` `lr=0.1` ``), where this check does not look; integers (epochs, image counts,
+inside math (``$...$``) or code (`` `lr=0.1` ``), where this check does not look, as do arXiv identifiers; integers (epochs, image counts,
 years, IF = 100) are settings and stay too. The README's generated blocks (``ltlib.report.readme``) are exempt here and
 checked against their source files by ``tests/test_readme.py``.
 """
@@ -28,11 +28,12 @@ PATTERNS = {
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.S)
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
 _LINK = re.compile(r"\]\([^)]*\)|<https?://[^>]*>")
+_ARXIV = re.compile(r"\barXiv:\d{4}\.\d{4,5}\b")       # a paper's identifier, not a result
 
 
 def strip(text: str) -> str:
-    """Markdown without math, code and link targets: what a reader reads as prose."""
-    return _LINK.sub("]", _CODE.sub(" ", _MATH.sub(" ", text)))
+    """Markdown without math, code, link targets and arXiv identifiers: what a reader reads as prose."""
+    return _ARXIV.sub("arXiv", _LINK.sub("]", _CODE.sub(" ", _MATH.sub(" ", text))))
 
 
 def typed_results(text: str) -> list[tuple[str, str]]:
@@ -72,7 +73,7 @@ def test_readme_types_no_result_outside_its_generated_blocks():
 @pytest.mark.parametrize("typed", [
     "SAM loses 2.5 points here.", "| SGD | 63.9 ± 1.0 | 80.8 |", "ImbSAM lifts few-shot accuracy by +28 points.",
     "The tail is sharper in 13 of 16 models.", "The notebook took 11 min.", "Few-shot accuracy reaches 92 %.",
-    "| CE | 71 | 87 | 61 |", "SAM costs 2.05× an SGD step.",
+    "| CE | 71 | 87 | 61 |", "SAM costs 2.05× an SGD step.", "arXiv:2010.01412 reports 0.95 here.",
 ])
 def test_the_check_catches_a_typed_result(typed):
     """The planted slip: a measured number typed into prose. Each kind is caught."""
@@ -83,6 +84,7 @@ def test_the_check_catches_a_typed_result(typed):
     "SGD with `lr=0.1` and $\\rho = 0.05$.", "30 epochs on 2,478 images at IF = 100, seed 0.",
     "Weight balancing (CVPR 2022), the ×2 factor added on 2023-09-15.", "$$m_c = 0.5\\,(n_{min}/n_c)^{1/4}$$",
     "| step | passes |\n|---|---|\n| `sgd` | 1 forward, 1 backward |",
+    "SAM: Foret et al. ([arXiv:2010.01412](https://arxiv.org/abs/2010.01412)).",
 ])
 def test_hyperparameters_formulas_and_settings_pass(allowed):
     assert not typed_results(allowed)
