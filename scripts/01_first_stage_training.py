@@ -54,7 +54,7 @@ from ltlib.report import findings as F
 from ltlib.report import longpath
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
 from ltlib.report.papers import reported, sources
-from ltlib.report.results import caption, display_table, format_mean_std, per_class, summarize
+from ltlib.report.results import caption, confusion_matrix, display_table, format_mean_std, per_class, summarize
 from ltlib.runs.config import make_config
 from ltlib.runs.evaluate import predict_logits
 from ltlib.runs.experiment import eval_options, load_data
@@ -171,6 +171,25 @@ headline = [F.compare(labels[0], runs[labels[0]], labels[-1], runs[labels[-1]], 
 display(F.findings_table(headline))
 
 
+# ### Training curves
+# 
+# The training loss, the training accuracy (on the augmented long-tailed batches, so dominated by the head classes)
+# and the accuracy on the balanced validation split (`val_split="unused"`: images the long-tailed subset left out,
+# measured every `eval_every` epochs), one line per run.
+
+# In[ ]:
+
+
+fig = lp.plot_training_curves(runs)
+lp.save_figure(fig, f"01_training_curves_{profile}")
+plt.show()
+last = {label: (np.mean([r.history["train_acc"].iloc[-1] for r in rs]),
+                np.mean([r.history["val_overall"].dropna().iloc[-1] for r in rs]) if "val_overall" in rs[0].history
+                else np.nan) for label, rs in runs.items()}
+F.show(F.bullets([f"{label}: {a:.1f} % training accuracy in the last epoch, {v:.1f} % on the balanced validation "
+                  "split at its last evaluation (means over seeds)." for label, (a, v) in last.items()]))
+
+
 # ## 4. Per-class accuracy against class frequency
 # 
 # Each point is one class: its number of training images (log scale) and its test accuracy, mean ± std over
@@ -182,6 +201,58 @@ display(F.findings_table(headline))
 fig = lp.plot_accuracy_vs_frequency(runs)
 lp.save_figure(fig, f"01_accuracy_vs_frequency_{profile}")
 plt.show()
+
+
+# ### The cost of the long tail: a balanced control
+# 
+# Is a class weak because it is rare, or because it is hard? The control trains the same pipeline (same recipe,
+# seeds and number of training images, no weight decay, as the first row) on a **balanced** subset: every class
+# gets the long-tailed set's total divided by the number of classes. The test set is the same. Bars are per-class
+# test accuracy; the confusion matrices (first seed, rows normalised to the true class) show where each model's
+# errors go.
+
+# In[ ]:
+
+
+per_class_n = int(data.class_counts.sum()) // data.num_classes
+control = run_grid({"balanced": configs[labels[0]].replace(name=f"01-{recipe}-balanced", imbalance_factor=1,
+                                                            n_max=per_class_n)}, seeds, device=dev)["balanced"]
+balanced = f"balanced control ({per_class_n} per class)"
+results.add_runs("balanced control", {labels[0]: runs[labels[0]], balanced: control})
+fig = lp.plot_per_class_bars({f"long-tailed, {labels[0]}": runs[labels[0]], balanced: control}, data.classes,
+                             data.class_counts)
+lp.save_figure(fig, f"01_balanced_control_{profile}")
+plt.show()
+matrices = {f"long-tailed, {labels[0]} (seed {runs[labels[0]][0].config.seed})": confusion_matrix(runs[labels[0]][0], data),
+            f"{balanced} (seed {control[0].config.seed})": confusion_matrix(control[0], data)}
+fig = lp.plot_confusions(matrices, data.classes)
+lp.save_figure(fig, f"01_confusion_{profile}")
+plt.show()
+
+
+def by_seed_mean(rs, classes):
+    """seed -> mean test accuracy over ``classes`` (the long-tailed set's groups, for both models)."""
+    return {r.config.seed: float(np.mean(np.asarray(r.result()["per_class"])[classes])) for r in rs}
+
+
+lt_acc, bal_acc = per_class(runs[labels[0]]).mean(0), per_class(control).mean(0)
+hard_lt, hard_bal = int(np.argmin(lt_acc)), int(np.argmin(bal_acc))
+confusions = []
+for name, m in matrices.items():
+    off = m * (1 - np.eye(len(m)))
+    i, j = np.unravel_index(int(off.argmax()), off.shape)
+    confusions.append(f"{name}: {data.classes[i]} taken for {data.classes[j]} in {100 * m[i, j] / m[i].sum():.0f} % of "
+                      f"its test images")
+few_classes = list(groups.as_dict()["few"])
+F.show(F.bullets([
+    F.compare(labels[0], runs[labels[0]], balanced, control, "overall").sentence(),
+    F.from_values(labels[0], by_seed_mean(runs[labels[0]], few_classes), balanced, by_seed_mean(control, few_classes),
+                  "accuracy on the long-tailed set's few-shot classes").sentence() if few_classes else
+    "The long-tailed set has no few-shot class at this imbalance factor.",
+    f"The least accurate class is {data.classes[hard_bal]} ({bal_acc[hard_bal]:.1f} %) when balanced and "
+    f"{data.classes[hard_lt]} ({lt_acc[hard_lt]:.1f} %) under the long tail (means over seeds).",
+    "The most frequent confusion: " + "; ".join(confusions) + ".",
+]))
 
 
 # ## 5. Per-class classifier weight norms

@@ -26,8 +26,9 @@
 # 
 # Every run uses the LDAM-DRW / CMO recipe scaled to the profile: SGD `lr=0.1`, a warm-up, then $\times 0.01$ and $\times 0.0001$
 # late in training. `make tutorial` runs this notebook on seed 0 with CMO on CE and Balanced Softmax only, and
-# without section 5's extra run (`extras=False`); `make tutorial FULL=1` runs it on seeds 0–2 with CMO on all four
-# losses and section 5, and the short path shows those runs from its committed results (section 7). Every result in the text is rendered from the runs above it.
+# without the extra runs of sections 5 and 6 (`extras=False`); `make tutorial FULL=1` runs it on seeds 0–2 with CMO on all four
+# losses, section 5 and the imbalance-factor sweep of section 6, and the short path shows those runs from its committed
+# results (sections 6 and 8). Every result in the text is rendered from the runs above it.
 
 # In[ ]:
 
@@ -39,7 +40,8 @@ profile = "quick"               # "smoke" (tests), "quick" (CPU, minutes), "pape
 seeds = [0, 1, 2]
 cmo_prob = 0.5                  # the chance that a batch is mixed (the paper's mixup_prob)
 combine_step = "ccsam"          # the step strategy of the CMO combination in section 5
-extras = True                   # False: CMO on CE and BS only, and no section 5, as make tutorial does
+if_sweep = [10, 50, 200]        # section 6: more imbalance factors for CE and BS (imbalance_factor above is the fourth)
+extras = True                   # False: CMO on CE and BS only, no section 5 and no IF sweep, as make tutorial does
 device = "auto"
 
 
@@ -60,7 +62,7 @@ from ltlib.report import findings as F
 from ltlib.report import longpath, toys
 from ltlib.report.notebook import describe, finish, resolve_profile, setup
 from ltlib.report.papers import reference_column, reported, sources
-from ltlib.report.results import caption, display_table, epoch_cost, summarize
+from ltlib.report.results import caption, display_table, epoch_cost, extreme_classes_accuracy, summarize, sweep_table
 from ltlib.runs.config import make_config
 from ltlib.runs.experiment import load_data, sample_batch
 from ltlib.runs.jobs import run_grid
@@ -128,7 +130,7 @@ print("lambda -> lambda':", ", ".join(f"{row['lam']:g} -> {row['lam_prime']:.2f}
 # 
 # CMO is `mixing="cmo"`; under it each of the two label sets is a separate (weighted) criterion call, as in the code.
 # Same seeds, same initialisation per seed (except LDAM's cosine head), same background batches.
-# With `extras=False` (the short path) CMO runs with CE and BS only; section 7 shows the other two pairs.
+# With `extras=False` (the short path) CMO runs with CE and BS only; section 8 shows the other two pairs.
 # 
 # **Why $n_c^{-1/4}$.** LDAM's paper bounds each class's test error by a term of the form
 # $\frac{1}{\gamma_c}\sqrt{\mathcal{C}/n_c}$ ($\mathcal{C}$: the complexity of the model class): a class seen rarely needs a larger margin $\gamma_c$ for the same guarantee. With
@@ -264,7 +266,56 @@ else:
     print(f"skipped (extras=False): set extras = True to train CE + CMO with the {combine_step} step")
 
 
-# ## 6. What this run shows
+# ## 6. How the cost of the tail grows with the imbalance
+# 
+# The same recipe for CE and Balanced Softmax at imbalance factors `if_sweep` and `imbalance_factor`, with the head
+# class fixed at `n_max` images (so a larger IF means fewer tail images, and a smaller training set). The strict
+# groups change members with IF (at IF = 10 on a head of 1000 images no class has fewer than 20, so "few" is empty),
+# so this section compares a fixed **tail**, the rarest fifth of the classes, with a fixed **head**, the most
+# frequent fifth, and plots the tail's accuracy and the head − tail gap against IF. It trains on the long path
+# (`extras=True`); the short path shows the committed long-path numbers, labelled.
+
+# In[ ]:
+
+
+k = max(1, data.num_classes // 5)
+head_tail = {"head": lambda r: extreme_classes_accuracy(r, k, rarest=False),
+             "tail": lambda r: extreme_classes_accuracy(r, k, rarest=True)}
+swept = None
+if extras:
+    swept = run_grid({f"{label} @ IF {f:g}": configs[label].replace(imbalance_factor=float(f))
+                      for label in ("CE", "BS") for f in if_sweep}, seeds, device=dev)
+    swept.update({f"{label} @ IF {imbalance_factor:g}": runs[label] for label in ("CE", "BS")})
+    results.add_runs("if sweep", swept, metrics=("overall", "head", "tail"), extra=head_tail)
+    if_table, source = sweep_table(swept, extra=head_tail), "**Your run.**"
+else:
+    committed = longpath.load("05", dataset, profile)
+    if committed is not None and (committed["table"] == "if sweep").any():
+        if_table = sweep_table(longpath.results(committed, "if sweep", metrics=("overall", "head", "tail")))
+        source = f"**Long path** (not this run): {longpath.provenance(committed)}."
+    else:
+        if_table, source = None, ""
+        print("skipped (extras=False) and no committed long-path sweep: set extras = True to train CE and BS at "
+              f"IF {', '.join(f'{f:g}' for f in if_sweep)}")
+if if_table is not None:
+    fig = lp.plot_if_sweep(if_table.sort_values("value"), tail_name=f"tail ({k} rarest classes)")
+    lp.save_figure(fig, f"05_if_sweep_{profile}")
+    plt.show()
+    means = if_table.groupby(["method", "value"])[["overall", "head", "tail", "gap"]].mean().round(1)
+    display(means.unstack("method"))
+    low, high = if_table["value"].min(), if_table["value"].max()
+    at = {m: means.loc[m] for m in if_table["method"].unique()}
+    pairs = [F.from_values(f"CE @ IF {v:g}", if_table[(if_table["method"] == "CE") & (if_table["value"] == v)]
+                           .set_index("seed")["tail"].to_dict(), f"BS @ IF {v:g}",
+                           if_table[(if_table["method"] == "BS") & (if_table["value"] == v)]
+                           .set_index("seed")["tail"].to_dict(), f"tail accuracy ({k} rarest classes)")
+             for v in sorted(if_table["value"].unique())]
+    F.show(source, F.bullets([f"{m}: the head − tail gap is {t.loc[low, 'gap']:.1f} points at IF {low:g} and "
+                              f"{t.loc[high, 'gap']:.1f} at IF {high:g} (means over seeds)." for m, t in at.items()]
+                             + [p.sentence() for p in pairs]))
+
+
+# ## 7. What this run shows
 # 
 # Rendered from the tables above, by the paired-seed rule.
 
@@ -294,7 +345,7 @@ F.show(
 )
 
 
-# ## 7. What the long path measured
+# ## 8. What the long path measured
 # 
 # The same eight runs, and the CC-SAM combination, on seeds 0–2, as `make tutorial FULL=1` ran them, from the
 # committed results file.
@@ -328,7 +379,7 @@ else:
 #   label weight recomputed from the clipped box. It composes with any loss and any step strategy.
 # - The losses are config fields: `reweight="drw"`, `loss="bs"`, `loss="ldam"` (with `classifier="normed"`).
 # - Whether CMO helps a loss that ignores the imbalance (CE) more than one that already re-balances (DRW, Balanced
-#   Softmax), and which method leads, is in sections 6 and 7: read the paired findings, not only the means.
+#   Softmax), and which method leads, is in sections 7 and 8: read the paired findings, not only the means.
 # 
 # **Try this**
 # - `-p cmo_prob 1.0`: mix every batch. Does the few-shot gain grow, and what does the many-shot group pay?

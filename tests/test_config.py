@@ -45,10 +45,15 @@ def test_unknown_names_list_the_valid_ones():
         make_config("quick", learning_rate=0.1)
 
 
-@pytest.mark.parametrize("bad", [1, 0.9, -5, "100", float("nan")])
+@pytest.mark.parametrize("bad", [0.9, -5, "100", float("nan")])
 def test_bad_imbalance_factor(bad):
     with pytest.raises(ConfigError, match="imbalance_factor"):
         make_config("quick", imbalance_factor=bad)
+
+
+def test_imbalance_factor_one_is_a_balanced_control():
+    config = make_config("quick", imbalance_factor=1, n_max=248)
+    assert config.imbalance_factor == 1 and config.n_max == 248
 
 
 def test_unset_imbalance_factor_is_100():

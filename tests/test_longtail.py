@@ -57,10 +57,15 @@ def test_step_profile_covers_every_class():
     assert len(lt_counts(500, 7, 10, "step")) == 7  # the references give C-1 counts when C is odd
 
 
-@pytest.mark.parametrize("bad", [1, 0.5, 0, -3, float("nan"), float("inf"), "100", None, True])
+@pytest.mark.parametrize("bad", [0.99, 0.5, 0, -3, float("nan"), float("inf"), "100", None, True])
 def test_bad_imbalance_factor(bad):
     with pytest.raises(ConfigError, match="imbalance_factor must be"):
         check_imbalance_factor(bad)
+
+
+def test_imbalance_factor_one_is_the_balanced_control():
+    assert lt_counts(248, 10, 1) == [248] * 10
+    assert lt_counts(248, 10, 1, "step") == [248] * 10
 
 
 def test_first_mode_keeps_file_order():

@@ -25,15 +25,18 @@ SUBSET_MODES.add("shuffle", None, "a seeded shuffle per class, then the first n_
 
 
 def check_imbalance_factor(imbalance_factor: object) -> float:
-    """Return the imbalance factor as a float, or raise a ConfigError saying why it is unusable."""
+    """Return the imbalance factor as a float, or raise a ConfigError saying why it is unusable. 1 is allowed: every
+    class gets n_max images, the balanced control of notebook 01."""
     if isinstance(imbalance_factor, bool) or not isinstance(imbalance_factor, Real):
         raise ConfigError(
-            f"imbalance_factor must be a number > 1 (n_max / n_min, e.g. 100), got {imbalance_factor!r}"
+            f"imbalance_factor must be a number >= 1 (n_max / n_min, e.g. 100; 1 for a balanced control), "
+            f"got {imbalance_factor!r}"
         )
     value = float(imbalance_factor)
-    if not math.isfinite(value) or value <= 1:
+    if not math.isfinite(value) or value < 1:
         raise ConfigError(
-            f"imbalance_factor must be a finite number > 1 (n_max / n_min, e.g. 100), got {imbalance_factor!r}"
+            f"imbalance_factor must be a finite number >= 1 (n_max / n_min, e.g. 100; 1 for a balanced control), "
+            f"got {imbalance_factor!r}"
         )
     return value
 

@@ -12,6 +12,7 @@ import torch
 from matplotlib.patches import Patch
 
 from ..analysis.calibration import ece_from_bins
+from ..analysis.features import FeatureView
 from ..core.targets import MixedTargets
 from ..data.datasets import LongTailData
 from ..data.longtail import GROUP_NAMES
@@ -506,5 +507,120 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame]) -> plt.Figure:
         ax.set_ylim(0, 100)
     axes[0].set_ylabel("accuracy in the bin (%)")
     axes[0].legend(frameon=False, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- diagnostics (notebooks 01 and 07)
+
+def plot_training_curves(runs_by_label: Mapping[str, Sequence[Run]],
+                         columns: Sequence[tuple[str, str]] = (("loss", "training loss"),
+                                                               ("train_acc", "training accuracy (%)"),
+                                                               ("val_overall", "validation accuracy (%)"))
+                         ) -> plt.Figure:
+    """One panel per history column, one line per run (a colour per label). Columns the runs never logged are
+    skipped; sparse ones (evaluated every few epochs) are drawn with markers."""
+    frames = [r.history for runs in runs_by_label.values() for r in runs]
+    shown = [(c, name) for c, name in columns if any(c in h and h[c].notna().any() for h in frames)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.2), squeeze=False)
+    for ax, (column, name) in zip(axes[0], shown):
+        for i, (label, runs) in enumerate(runs_by_label.items()):
+            for j, r in enumerate(runs):
+                h = r.history.dropna(subset=[column]) if column in r.history else r.history.iloc[:0]
+                sparse = len(h) < len(r.history)
+                ax.plot(h["epoch"], h[column], color=f"C{i}", alpha=0.8, marker="o" if sparse else None, ms=3,
+                        label=label if j == 0 else None)
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=10)
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_bars(runs_by_label: Mapping[str, Sequence[Run]], class_names: Sequence[str],
+                        class_counts: Sequence[int]) -> plt.Figure:
+    """Test accuracy per class, a bar per label (mean over seeds, dots for single seeds), the classes in the order
+    of the first label's training counts, with the count under each name."""
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    x = np.arange(len(class_names))
+    width = 0.8 / max(len(runs_by_label), 1)
+    for i, (label, runs) in enumerate(runs_by_label.items()):
+        values = per_class(runs)
+        offset = (i - (len(runs_by_label) - 1) / 2) * width
+        ax.bar(x + offset, values.mean(0), width, color=f"C{i}", alpha=0.85, label=label)
+        if len(runs) > 1:
+            for row in values:
+                ax.plot(x + offset, row, ".", color="black", ms=3)
+    ax.set_xticks(x, [f"{n}\n({c})" for n, c in zip(_short_names(class_names), class_counts)], fontsize=7)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(frameon=False, fontsize=8, ncol=len(runs_by_label))
+    ax.set_title("per-class test accuracy (training images of the long-tailed set in brackets)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusions(matrices: Mapping[str, np.ndarray], class_names: Sequence[str]) -> plt.Figure:
+    """Confusion matrices side by side, each row normalised to % of the true class (the diagonal is per-class
+    accuracy), with the values written in the cells."""
+    names = _short_names(class_names)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.4), squeeze=False)
+    for ax, (label, counts) in zip(axes[0], matrices.items()):
+        rows = counts / np.maximum(counts.sum(1, keepdims=True), 1) * 100
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=100)
+        for (i, j), v in np.ndenumerate(rows):
+            if v >= 0.5:
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if v > 60 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true class")
+        ax.set_title(_wrap(label, 50), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_views(views: Mapping[str, FeatureView], class_names: Sequence[str], few: Sequence[int] = (),
+                       per_class: int = 150, seed: int = 0) -> plt.Figure:
+    """Each model's test features on its own first two principal components, a colour per class (at most
+    ``per_class`` points each, a seeded choice); the ``few`` classes drawn larger, with a black edge."""
+    fig, axes = plt.subplots(1, len(views), figsize=(4.6 * len(views), 4.2), squeeze=False)
+    rng = np.random.default_rng(seed)
+    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    for ax, (label, view) in zip(axes[0], views.items()):
+        for c, name in enumerate(class_names):
+            idx = np.flatnonzero(view.labels == c)
+            idx = rng.choice(idx, min(per_class, len(idx)), replace=False) if len(idx) else idx
+            tail = c in few
+            ax.scatter(view.points[idx, 0], view.points[idx, 1], s=14 if tail else 4, color=cmap(c % cmap.N),
+                       edgecolors="black" if tail else "none", linewidths=0.4, alpha=0.9 if tail else 0.5,
+                       label=f"{_short(name)}{' (few)' if tail else ''}")
+        ax.set_title(f"{_wrap(label, 45)}\nPC1 {view.explained[0]:.0%}, PC2 {view.explained[1]:.0%} of the variance",
+                     fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False, markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_if_sweep(table: pd.DataFrame, tail_name: str = "tail") -> plt.Figure:
+    """Tail accuracy and the head - tail gap against the imbalance factor (log axis), a line per method through the
+    means over seeds, dots for single seeds (``table``: :func:`ltlib.report.results.sweep_table`)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, column, name in ((axes[0], "tail", f"{tail_name} accuracy (%)"),
+                             (axes[1], "gap", f"head − {tail_name} gap (points)")):
+        for i, (method, part) in enumerate(table.groupby("method", sort=False)):
+            means = part.groupby("value")[column].mean()
+            ax.plot(means.index, means.values, "-o", color=f"C{i}", label=method)
+            ax.plot(part["value"], part[column], ".", color=f"C{i}", alpha=0.5)
+        ax.set_xscale("log")
+        values = sorted(table["value"].unique())
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+        ax.set_xlabel("imbalance factor")
+        ax.set_title(name, fontsize=10)
+    axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..core.env import hardware_label
+from ..data.datasets import LongTailData
 from ..runs.config import RunConfig
+from ..runs.evaluate import predict_logits
 from ..runs.experiment import Run
+from ..runs.setup import eval_options
 
 
 METRICS = ("overall", "many", "medium", "few")
@@ -111,3 +114,40 @@ def caption(runs: Sequence[Run] | Mapping[str, Sequence[Run]]) -> str:
     return (f"{first.config.dataset}, IF={first.config.imbalance_factor:g}, {data['train_size']} training images "
             f"(head {data['n_max']}), {'/'.join(map(str, epochs))} epochs, seeds {','.join(map(str, seeds))}, "
             f"{first.metrics['group_scheme']} groups, last epoch, {'; '.join(hardware)}")
+
+
+def confusion_matrix(run: Run, data: LongTailData) -> np.ndarray:
+    """Test-set confusion counts of ``run``'s model, rows the true class and columns the predicted one (the same
+    predictions its accuracy is computed from: last epoch, no test-time augmentation)."""
+    logits = predict_logits(run.model, data.test.images, **eval_options(run.config, data))
+    predicted, truth = logits.argmax(1).cpu().numpy(), data.test.labels.cpu().numpy()
+    return np.bincount(truth * data.num_classes + predicted, minlength=data.num_classes ** 2).reshape(
+        data.num_classes, data.num_classes)
+
+
+def extreme_classes_accuracy(run: Run, k: int, rarest: bool) -> float:
+    """Mean test accuracy over the ``k`` rarest (or most frequent) training classes of ``run``: a head and a tail
+    that keep the same classes at every imbalance factor, where the strict groups do not (at IF 10 on a head of 1000
+    no class has fewer than 20 images, so "few" is empty)."""
+    counts = np.asarray(run.metrics["class_counts"])
+    order = np.argsort(counts, kind="stable")
+    chosen = order[:k] if rarest else order[::-1][:k]
+    return float(np.mean(np.asarray(run.result()["per_class"])[chosen]))
+
+
+def sweep_table(results_by_label: Mapping[str, Sequence[Result]], separator: str = " @ IF ",
+                extra: Mapping[str, Callable[[Run], float]] | None = None) -> pd.DataFrame:
+    """Long table of a sweep whose labels read ``"<method><separator><value>"``: method, value, seed and every
+    metric the results carry (a run's, with the ``extra`` functions of it), plus ``gap`` = head - tail where both
+    are present."""
+    rows = []
+    for label, results in results_by_label.items():
+        method, value = label.rsplit(separator, 1)
+        for r in results:
+            values = ({**r.row(), **{name: fn(r) for name, fn in (extra or {}).items()}} if isinstance(r, Run)
+                      else dict(r))
+            rows.append({"method": method, "value": float(value), **values})
+    table = pd.DataFrame(rows)
+    if {"head", "tail"} <= set(table.columns):
+        table["gap"] = table["head"] - table["tail"]
+    return table
