@@ -130,6 +130,7 @@ plt.show()
 
 
 fig, toy = toys.plot_sam_toy(rho=0.4)
+lp.save_figure(fig, f"03_sam_toy_{profile}")
 plt.show()
 print(f"the lowest point of the loss lies in the {toy['minima']['loss']} basin; the lowest point of the worst loss "
       f"within rho = {toy['rho']:g} lies in the {list(toy['minima'].values())[1]} basin")

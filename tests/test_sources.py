@@ -101,15 +101,73 @@ class _Evil:
 def test_restricted_unpickler_refuses_code(tmp_path):
     path = tmp_path / "data_batch_1"
     path.write_bytes(py2_pickle_bytes({b"data": _Evil(), b"labels": [0]}))
-    with pytest.raises(DataError, match="refusing to load posix.system"):
+    with pytest.raises(DataError, match="not a CIFAR pickle ltlib can read safely: it asks for posix.system"):
         load_pickle_restricted(path)
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4])
+def test_cifar_resaved_by_python3_loads_at_protocols_0_to_4(tmp_path, protocol):
+    """The official files re-saved by Python 3 (protocols 0-2 write bytes through _codecs.encode) load unchanged."""
+    root = make_cifar(tmp_path / "c", 10, per_class_train=5, per_class_test=1)
+    official = load_cifar(10, "train", root)
+    for name in ("data_batch_1", "test_batch", "batches.meta"):
+        with open(root / name, "rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+        (root / name).write_bytes(pickle.dumps(obj, protocol=protocol))
+    assert (b"_codecs" in (root / "data_batch_1").read_bytes()) == (protocol <= 2)
+    again = load_cifar(10, "train", root)
+    assert torch.equal(again.images, official.images) and torch.equal(again.labels, official.labels)
+    assert again.classes == official.classes
+
+
+def test_cifar_at_protocol_5_is_refused_with_the_name_it_asks_for(tmp_path):
+    """Protocol 5 rebuilds arrays through numpy's _frombuffer, which the unpickler does not admit (only
+    _codecs.encode was added): a clear refusal, not a crash."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=5))
+    with pytest.raises(DataError, match="it asks for numpy.*_frombuffer.*protocol 2 to 4"):
+        load_pickle_restricted(path)
+
+
+class _Marker:
+    """A payload that would write a file if it ran: its absence shows nothing ran."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+def test_tampered_cifar_files_are_refused_at_every_protocol_without_running_anything(tmp_path, protocol, where):
+    root = make_cifar(tmp_path / "c", 10, per_class_train=5, per_class_test=1)
+    marker = tmp_path / "ran"
+    with open(root / where, "rb") as f:
+        obj = pickle.load(f, encoding="bytes")
+    key = b"data" if where == "data_batch_1" else b"label_names"
+    obj[key] = _Marker(marker)
+    (root / where).write_bytes(pickle.dumps(obj, protocol=protocol))
+    with pytest.raises(DataError, match="not a CIFAR pickle ltlib can read safely: it asks for (io|builtins).open"):
+        load_cifar(10, "train", root)
+    assert not marker.exists()
+
+
+def test_codecs_encode_is_the_only_new_name(tmp_path):
+    """_codecs.encode is admitted; its neighbours (decode, lookup) and codecs' own functions are not."""
+    for module, name in (("_codecs", "decode"), ("_codecs", "lookup"), ("codecs", "encode")):
+        path = tmp_path / f"{module}-{name}"
+        path.write_bytes(f"c{module}\n{name}\n(S'x'\ntR.".encode())
+        with pytest.raises(DataError, match=f"it asks for {module}.{name}"):
+            load_pickle_restricted(path)
 
 
 def test_restricted_unpickler_refuses_builtins_eval(tmp_path):
     path = tmp_path / "test_batch"
     # a hand-written pickle calling builtins.eval: GLOBAL, then a tuple argument, then REDUCE
     path.write_bytes(b"cbuiltins\neval\n(S'1+1'\ntR.")
-    with pytest.raises(DataError, match="refusing to load builtins.eval"):
+    with pytest.raises(DataError, match="it asks for builtins.eval"):
         load_pickle_restricted(path)
 
 

@@ -1,7 +1,8 @@
 """Atomic file writes and safe checkpoint loading.
 
 Every file ltlib writes goes to a temporary name in the same folder and is then renamed, so an
-interrupted process never leaves a half-written file under the real name.
+interrupted process never leaves a half-written file under the real name. It gets the permissions the umask gives a
+new file (0644 under the usual 022), not the temporary file's 0600, so a group can share ``exp/``.
 """
 from __future__ import annotations
 
@@ -16,11 +17,19 @@ import torch
 from .errors import CheckpointError
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())     # mkstemp makes 0600; a new file gets what the umask allows (0644 at 022)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -67,9 +76,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged zip/pickle
+        # torch's own message may advise weights_only=False: never for a file one did not write, so it is not relayed
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err}). "
-            "Delete it and run again; ltlib.runs.experiment.run retrains such a run by itself."
+            f"{path} cannot be read as an ltlib checkpoint ({type(err).__name__}): it is truncated, corrupt or was "
+            "not written by ltlib"
         ) from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not an ltlib checkpoint")

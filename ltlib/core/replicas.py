@@ -46,6 +46,15 @@ def dist_info() -> DistInfo:
     return DistInfo()
 
 
+def from_rank0(value: bool) -> bool:
+    """Rank 0's ``value`` on every rank (a broadcast under DDP; the value itself in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [bool(value)]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
 def check_batch(batch_size: int, world_size: int) -> None:
     """Each rank takes ``batch_size / world_size`` images of every global batch: it must divide."""
     if batch_size % world_size:

@@ -130,12 +130,15 @@ _CIFAR = {
               url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
 }
 
-# What the official CIFAR pickles need: numpy arrays and their dtype. Nothing that can run code.
+# What the official CIFAR pickles need: numpy arrays and their dtype; and what the same data re-saved by Python 3 at
+# pickle protocols 0-2 needs: _codecs.encode, through which those protocols write bytes (it turns a str into bytes;
+# torch.load(weights_only=True) admits it for the same reason). Nothing here can run code.
 _SAFE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 
@@ -149,7 +152,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise _Refused(f"refusing to load {module}.{name}: a CIFAR file holds only arrays and lists")
+        raise _Refused(f"it asks for {module}.{name}, which a CIFAR file of arrays and lists never needs; "
+                       "refusing to load it")
 
 
 def load_pickle_restricted(path: Path) -> dict:
@@ -161,7 +165,8 @@ def load_pickle_restricted(path: Path) -> dict:
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _Refused as err:
-        raise DataError(f"{path} is not a plain CIFAR pickle: {err}") from err
+        raise DataError(f"{path} is not a CIFAR pickle ltlib can read safely: {err}. Use the official files "
+                        "(or re-save the arrays at pickle protocol 2 to 4)") from err
     except Exception as err:  # truncated or garbage bytes
         raise DataError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from err
     if not isinstance(obj, dict):

@@ -2,8 +2,9 @@
 
 Each picture runs ltlib's own code on its toy: the SAM step on a two-parameter "model" over a hand-made loss
 surface, the MaxNorm projection on a classifier's rows, LDAM's margins on the training counts, CMO's box at
-several lambda, ImbSAM's tail on the count bars. Each function returns the numbers it drew (``ax.figure`` and a
-small dict or frame), so a notebook renders its sentence from them and a test checks what the picture claims.
+several lambda, ImbSAM's tail on the count bars. The functions return their figure and, where a notebook states
+something about the picture, the numbers drawn (a small dict or list), so the sentence is rendered from them and a
+test checks what the picture claims.
 """
 from __future__ import annotations
 
@@ -169,6 +170,8 @@ def plot_maxnorm_rows(weight: torch.Tensor, thresh: float, class_names: Sequence
     ax.plot(angles, r1, "o", color="#c44e52", ms=4, label="after the projection")
     ax.set_xticks(angles, _short_names(class_names), fontsize=7)
     ax.set_rlim(0, max(r0.max(), maxnorm.delta) * 1.1)
+    ax.set_rlabel_position(float(np.degrees(np.pi / len(r0))))      # the radius labels between two spokes
+    ax.tick_params(axis="y", labelsize=7)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=7, frameon=False)
     ax.set_title(f"MaxNorm at thresh = {thresh:g}: rows longer than δ are shortened to δ", fontsize=10)
     fig.tight_layout()

@@ -23,9 +23,11 @@ import torch.nn as nn
 
 from ..core import io
 from ..core.env import SOURCE_ROOT, derived_seed, environment, resolve_device, seed_everything, threads_for_run
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, TrainingDivergedError
+from ..core.replicas import from_rank0
 from ..data.datasets import LongTailData
 from ..models import classifier_weight
+from .claim import claimed, describe_owner, say
 from .config import RunConfig
 from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
 from .setup import (Setup, build_stage1, eval_options, load_data, loss_for, new_model, sample_batch, stage1_loader,
@@ -91,13 +93,22 @@ def run(config: RunConfig | Stage2Config, *, exp_dir: str | Path | None = None, 
     it finished before."""
     path = run_dir(config, exp_dir)
     dev = resolve_device(device)
+    damaged = False
     if not retrain and is_finished(path):
         try:
             return load_run(path, device=dev)
         except CheckpointError as err:
-            warnings.warn(f"{err}\nRetraining {path.name}.", stacklevel=2)
-    with threads_for_run(dev):
-        return _train(config, path, dev, data_dir, progress)
+            warnings.warn(f"{err}\nltlib retrains {path.name} from scratch.", stacklevel=2)
+            damaged = True
+    info = dist_info()
+    # one process trains a folder at a time (ltlib.runs.claim); under DDP rank 0 claims it and decides for all ranks
+    with claimed(path, active=info.is_main) as before:
+        if not retrain and not damaged and from_rank0(is_finished(path)):   # finished while this process waited
+            if info.is_main:
+                say(f"loading {path.name}: {describe_owner(before)} trained it while this process waited")
+            return load_run(path, device=dev)
+        with threads_for_run(dev):
+            return _train(config, path, dev, data_dir, progress)
 
 
 def run_seeds(config, seeds: list[int], **kwargs) -> list[Run]:
@@ -226,10 +237,12 @@ def _train(config: RunConfig | Stage2Config, path: Path, device: torch.device, d
         checkpoint.save(setup, epoch, history, best.state)
 
     t0 = time.perf_counter()
-    fit(training_module(wrap_model(model, info), config), setup.loader, setup.step, setup.loss_fn, setup.schedule,
-        epochs=config.epochs, start_epoch=start_epoch,
-        evaluate=evaluate_epoch, eval_every=config.eval_every, on_epoch_end=end_epoch, progress=progress,
-        desc=path.name)
+    try:
+        fit(training_module(wrap_model(model, info), config), setup.loader, setup.step, setup.loss_fn,
+            setup.schedule, epochs=config.epochs, start_epoch=start_epoch, evaluate=evaluate_epoch,
+            eval_every=config.eval_every, on_epoch_end=end_epoch, progress=progress, desc=path.name)
+    except TrainingDivergedError as err:
+        raise TrainingDivergedError(f"{path.name}: {err} {divergence_advice(config)}") from None
     metrics = _describe(config, data, groups)
     metrics.update(_final_results(model, best.state, last_eval, config, data, groups, eval_kw))
     metrics.update(resumed_from_epoch=start_epoch, train_time_s=sum(r["train_time_s"] for r in history),
@@ -239,6 +252,25 @@ def _train(config: RunConfig | Stage2Config, path: Path, device: torch.device, d
     if info.enabled:
         dist.barrier()         # the folder is complete before any rank moves on
     return Run(config, path, metrics, hist, env, model)
+
+
+def divergence_advice(config: RunConfig | Stage2Config) -> str:
+    """What to change when ``config``'s run diverged, from its own settings: the learning rate it used, fp32 only if
+    it trained in lower precision, a warm-up only if it had none, the SAM family's radius, CC-SAM's mixup."""
+    base = config.base
+    tips = [f"lower lr (this run: {config.lr:g})"]
+    if base.precision != "fp32":
+        tips.append(f"train in precision='fp32' (this run: {base.precision!r})")
+    if isinstance(config, RunConfig):
+        if config.warmup_epochs == 0 and config.lr >= 0.05:     # a large lr from the first step
+            tips.append("add a warm-up (warmup_epochs=5, as LDAM-DRW's recipe does)")
+        if config.step == "ccsam":
+            tips.append(f"lower ccsam_radius (this run: {config.ccsam_radius:g})"
+                        + ("; CC-SAM without mixup can let a fitted class's radius run away (notebook 04), so "
+                           "mixing='mixup' keeps it finite" if config.mixing == "none" else ""))
+        elif config.step != "sgd":
+            tips.append(f"lower rho (this run: {config.rho:g})")
+    return "Try: " + "; ".join(tips) + "."
 
 
 def _load_data(config: RunConfig | Stage2Config, data_dir: str | None, info) -> LongTailData:

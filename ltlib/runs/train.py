@@ -28,13 +28,14 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
-    """Raise if any step of the epoch had a NaN or infinite loss, naming the first such step."""
+    """Raise if any step of the epoch had a NaN or infinite loss, naming the first such step (the run layer adds
+    advice that fits the run's settings: :func:`ltlib.runs.experiment.divergence_advice`)."""
     bad = (~torch.isfinite(step_losses)).nonzero()
     if len(bad):
         step = int(bad[0])
         raise TrainingDivergedError(
             f"the training loss became {float(step_losses[step])} at epoch {epoch + 1}, step {step + 1} "
-            f"of {len(step_losses)}. Lower the learning rate, check the data, or try precision='fp32'."
+            f"of {len(step_losses)}."
         )
 
 

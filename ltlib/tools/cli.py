@@ -16,7 +16,7 @@ import sys
 
 import torch.distributed as dist
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, LtlibError
 from ..runs.config import make_config
 from ..runs.distributed import init_from_env, rank_device
 from ..runs.experiment import run
@@ -37,6 +37,16 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; ltlib's own errors (a bad config, missing data, a damaged checkpoint, a diverged run) end it
+    with one line on stderr and exit status 2, as argparse does for a bad flag. Anything else keeps its traceback."""
+    try:
+        return _main(argv)
+    except LtlibError as err:
+        print(f"ltlib: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--recipe", default="ce")
