@@ -182,3 +182,63 @@ def test_cli_overrides_parse_as_json_or_text():
         {"epochs": 5, "step": "sam", "rho": 0.1, "test_per_class": None}
     with pytest.raises(ConfigError, match="field=value"):
         parse_overrides(["epochs"])
+
+
+def test_backend_follows_the_device_the_ranks_use(monkeypatch):
+    """--device cpu under torchrun on a machine with CUDA must not pick NCCL (issue 25, point 4)."""
+    from ltlib.runs.distributed import pick_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_backend("cpu") == "gloo" and pick_backend(torch.device("cpu")) == "gloo"
+    assert pick_backend("auto") == "nccl" and pick_backend("cuda") == "nccl"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_backend("auto") == "gloo"
+
+
+def test_collective_timeout_is_an_hour_by_default_and_configurable(monkeypatch):
+    from datetime import timedelta
+
+    from ltlib.core.errors import ConfigError
+    from ltlib.runs.distributed import TIMEOUT_ENV, dist_timeout
+
+    monkeypatch.delenv(TIMEOUT_ENV, raising=False)
+    assert dist_timeout() == timedelta(minutes=60)
+    monkeypatch.setenv(TIMEOUT_ENV, "90")
+    assert dist_timeout() == timedelta(minutes=90)
+    for bad in ("0", "-5", "soon", "nan"):
+        monkeypatch.setenv(TIMEOUT_ENV, bad)
+        with pytest.raises(ConfigError, match=TIMEOUT_ENV):
+            dist_timeout()
+
+
+def test_a_last_global_batch_smaller_than_the_world_is_left_out_so_no_rank_gets_nothing():
+    """Issue 25, point 1: 9 images in batches of 4 on 2 ranks give 4, 4, 1; the 1-image batch would leave rank 1
+    empty (a NaN loss), so both ranks stop after two steps. 10 images (a last batch of 2) keep all three."""
+    from ltlib.core.replicas import steps_per_epoch
+    from ltlib.data.loader import DeviceLoader
+    from ltlib.data.sources import ImageSet
+
+    assert [steps_per_epoch(n, 4, False, 2) for n in (8, 9, 10, 11)] == [2, 2, 3, 3]
+    assert steps_per_epoch(9, 4, False, 1) == 3 and steps_per_epoch(11, 4, True, 2) == 2
+    for n, steps in ((9, 2), (10, 3)):
+        images = ImageSet(torch.zeros(n, 1, 4, 4, dtype=torch.uint8), torch.arange(n) % 2, ("a", "b"))
+        seen = []
+        for rank in (0, 1):
+            loader = ShardedLoader(DeviceLoader(images, batch_size=4, mean=(0.5,), std=(0.5,)), DistInfo(rank, 2))
+            batches = list(loader.epoch(0))
+            assert len(batches) == len(loader) == steps and all(len(x) > 0 for x, _ in batches)
+            seen += [y for _, ys in batches for y in ys.tolist()]
+        assert len(seen) == (8 if n == 9 else 10)
+
+
+def test_torchrun_trains_through_a_last_global_batch_of_one_image(fake_fmnist, exp_dir, tmp_path):
+    """481 training images (n_max 195) in global batches of 32 on 2 ranks: the last batch holds 1 image, which would
+    leave rank 1 with none (a NaN loss, which stopped the run before the fix). Left out, the run trains to the end."""
+    args = ["-m", "ltlib.tools.cli", "--profile", "smoke", "--recipe", "ce", "--set", "n_max=195", "batch_size=32",
+            "test_per_class=null"]
+    proc = torchrun(args, tmp_path, env={"LTLIB_EXP_DIR": str(exp_dir)})
+    folder, = (exp_dir / "fashion_mnist_lt").iterdir()
+    assert str(folder) in proc.stdout
+    run = load_run(folder)
+    assert run.metrics["data"]["train_size"] == 481
+    assert len(run.history) == 2 and run.history["loss"].notna().all()

@@ -374,3 +374,15 @@ def test_training_run_streams_from_the_files(tmp_path):
     run = experiment.run(cfg, exp_dir=tmp_path / "exp", device="cpu", progress=False)
     assert_accuracy_is_a_fresh_evaluation(run)
     assert cfg.hash() != cfg.replace(data_path="memory").hash() and cfg.hash() == cfg.replace(num_workers=4).hash()
+
+
+def test_streamed_last_global_batch_smaller_than_the_world_is_left_out():
+    """21 images in global batches of 8 on 8 ranks: the last batch (5 images) would leave three ranks with none, and
+    collating an empty batch raised IndexError; every rank now stops after two batches, each with one image."""
+    data = load_longtail(NAME, stream=True)
+    kw = dict(batch_size=8, mean=data.mean, std=data.std, crop=14, seed=0, num_workers=0)
+    loaders = [StreamLoader(data.train, info=DistInfo(r, 8), **kw) for r in range(8)]
+    assert {len(loader) for loader in loaders} == {2} and len(StreamLoader(data.train, **kw)) == 3
+    for loader in loaders:
+        assert [len(batch) for batch in loader.batches(0)] == [1, 1]
+        assert [x.shape[0] for x, _ in loader.epoch(0)] == [1, 1]

@@ -46,6 +46,14 @@ def dist_info() -> DistInfo:
     return DistInfo()
 
 
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool, world_size: int = 1) -> int:
+    """Global batches in an epoch of ``n`` images. Under DDP a last global batch with fewer images than ranks is
+    dropped: some rank would get no image, and the mean of an empty loss is NaN (ImageNet-LT on 8 GPUs: 115,846
+    mod 128 = 6). At most ``world_size - 1`` images an epoch are left out, and every rank drops the same batch."""
+    full, rest = divmod(n, batch_size)
+    return full + int(bool(rest) and not drop_last and rest >= world_size)
+
+
 def from_rank0(value: bool) -> bool:
     """Rank 0's ``value`` on every rank (a broadcast under DDP; the value itself in a single process)."""
     if not (dist.is_available() and dist.is_initialized()):

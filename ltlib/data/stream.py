@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core.env import derived_seed
 from ..core.errors import DataError
-from ..core.replicas import DistInfo, check_batch, dist_info
+from ..core.replicas import DistInfo, check_batch, dist_info, steps_per_epoch
 from ..core.targets import Targets
 from .folders import FolderSplit, open_rgb
 from .loader import _AUGMENT_STREAM, _MIX_STREAM, _ORDER_STREAM, epoch_generator
@@ -110,8 +110,8 @@ class StreamLoader:
             check_batch(batch_size, self.info.world_size)
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        """Global batches per epoch (under DDP without a last batch smaller than the world: ``steps_per_epoch``)."""
+        return steps_per_epoch(len(self.labels), self.batch_size, self.drop_last, self.info.world_size)
 
     def batches(self, epoch: int) -> list[list[tuple[int, int]]]:
         """This rank's ``(index, position)`` keys of every global batch of ``epoch``."""

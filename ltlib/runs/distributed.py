@@ -17,7 +17,9 @@ or, with ``perturbation="global"``, from the gathered global batch.
 """
 from __future__ import annotations
 
+import itertools
 import os
+from datetime import timedelta
 from typing import Iterator
 
 import torch
@@ -27,32 +29,56 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..core.errors import ConfigError
 from ..core.replicas import (DistInfo, average_gradients, broadcast_buffers, check_batch, dist_info, gather_cat,
-                             gather_rows, local_pass, unwrap)
+                             gather_rows, local_pass, steps_per_epoch, unwrap)
 from ..core.targets import MixedTargets, Targets
 from .evaluate import accuracy_from_logits, evaluate, predict_logits
 from .stage2 import Stage2Config
 
 
 __all__ = ["DistInfo", "ShardedLoader", "average_gradients", "broadcast_buffers", "check_batch", "check_supported",
-           "dist_info", "evaluate_sharded", "gather_cat", "gather_rows", "init_from_env", "local_pass", "rank_device",
+           "dist_info", "dist_timeout", "evaluate_sharded", "gather_cat", "gather_rows", "init_from_env", "local_pass",
+           "pick_backend", "rank_device",
            "shard_batch", "unwrap", "wrap_model"]
 
 
-def init_from_env(backend: str = "auto") -> DistInfo:
+TIMEOUT_ENV = "LTLIB_DIST_TIMEOUT_MIN"
+DEFAULT_TIMEOUT_MIN = 60.0      # torch's default is 10 min: less than a first decode of a large data set can take
+
+
+def pick_backend(device: str | torch.device = "auto") -> str:
+    """NCCL when the ranks run on CUDA (CUDA present and ``device`` not "cpu"), gloo otherwise: ``--device cpu``
+    on a machine with GPUs runs its ranks on the CPU, where NCCL cannot go."""
+    return "nccl" if torch.cuda.is_available() and str(device) != "cpu" else "gloo"
+
+
+def dist_timeout() -> timedelta:
+    """How long a collective (the first decode's barrier, say) may wait: ``$LTLIB_DIST_TIMEOUT_MIN`` minutes, 60 by
+    default."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        minutes = float(text) if text else DEFAULT_TIMEOUT_MIN
+    except ValueError:
+        minutes = float("nan")
+    if not minutes > 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r}: give the collective timeout in minutes, a number > 0")
+    return timedelta(minutes=minutes)
+
+
+def init_from_env(backend: str = "auto", device: str | torch.device = "auto") -> DistInfo:
     """Join the process group ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...).
 
-    Without those variables, or with a world of one, nothing is initialised. ``backend="auto"`` is NCCL
-    when CUDA is present and gloo otherwise (the CPU tests).
+    Without those variables, or with a world of one, nothing is initialised. ``backend="auto"`` follows the
+    device the ranks will use (:func:`pick_backend`); collectives wait up to :func:`dist_timeout`.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         if backend == "auto":
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            backend = pick_backend(device)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=dist_timeout())
     return dist_info()
 
 
@@ -81,13 +107,15 @@ class ShardedLoader:
         self.loader, self.info = loader, info
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return steps_per_epoch(len(self.loader.labels), self.loader.batch_size, self.loader.drop_last,
+                               self.info.world_size)
 
     def __getattr__(self, name: str):
         return getattr(self.loader, name)      # device, batch_size, sampler, ... of the wrapped loader
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, Targets]]:
-        for images, targets in self.loader.epoch(epoch):
+        # the last global batch is left out when it has fewer images than ranks (steps_per_epoch)
+        for images, targets in itertools.islice(self.loader.epoch(epoch), len(self)):
             yield shard_batch(images, targets, self.info)
 
 

@@ -59,7 +59,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
 
     config = make_config(args.profile, args.recipe, args.dataset, **parse_overrides(args.set))
-    info = init_from_env()
+    info = init_from_env(device=args.device)
     try:
         result = run(config, exp_dir=args.exp_dir, device=rank_device(info, args.device), data_dir=args.data_dir,
                      progress=info.is_main)
