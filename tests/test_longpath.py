@@ -55,3 +55,29 @@ def test_the_smoke_profile_reads_the_quick_profiles_long_path(tmp_path):
     pd.DataFrame(columns=longpath.COLUMNS).to_csv(tmp_path / longpath.file_name("02", "d", "quick"), index=False)
     assert longpath.load("02", "d", "smoke", folder=tmp_path)["profile"].tolist() == []
     assert longpath.load("02", "d", "paper", folder=tmp_path) is None
+
+
+def test_an_imbalance_factor_sweep_reads_the_same_from_runs_and_from_the_committed_file(fake_fmnist, exp_dir,
+                                                                                          tmp_path):
+    """Notebook 05's section 6: the sweep table built from the runs equals the one built from the published file
+    (the short path shows the latter)."""
+    from ltlib.report.results import extreme_classes_accuracy, sweep_table
+
+    base = make_config("smoke", "ce", test_per_class=None, epochs=1)
+    head_tail = {"head": lambda r: extreme_classes_accuracy(r, 2, rarest=False),
+                 "tail": lambda r: extreme_classes_accuracy(r, 2, rarest=True)}
+    swept = {f"CE @ IF {f:g}": [run(base.replace(imbalance_factor=float(f)), progress=False)] for f in (10, 100)}
+    record = longpath.NotebookResults("05", "fashion_mnist_lt", "smoke")
+    record.add_runs("if sweep", swept, metrics=("overall", "head", "tail"), extra=head_tail)
+    record.save()
+    longpath.publish(["05"], "fashion_mnist_lt", "smoke", target=tmp_path / "committed")
+    loaded = longpath.load("05", "fashion_mnist_lt", "smoke", folder=tmp_path / "committed")
+    columns = ["method", "value", "seed", "overall", "head", "tail", "gap"]
+    direct = sweep_table(swept, extra=head_tail)[columns].sort_values("value").reset_index(drop=True)
+    committed = sweep_table(longpath.results(loaded, "if sweep", metrics=("overall", "head", "tail")))
+    pd.testing.assert_frame_equal(committed[columns].sort_values("value").reset_index(drop=True), direct,
+                                  check_dtype=False)
+    assert list(direct["value"]) == [10.0, 100.0]
+    counts = swept["CE @ IF 100"][0].metrics["class_counts"]
+    per_class = swept["CE @ IF 100"][0].result()["per_class"]
+    assert direct.loc[1, "tail"] == pytest.approx((per_class[counts.index(min(counts))] + per_class[-2]) / 2)
