@@ -124,20 +124,24 @@ class DRW:
 
 
 class _PerSample(nn.Module):
-    """Shared machinery: optional DRW class weights, applied the way PyTorch's weighted CE normalises them."""
+    """Shared machinery: optional DRW class weights, applied the way PyTorch's weighted CE normalises them.
+
+    The weights are a (non-persistent) buffer, so ``loss.to(device)`` moves them with the module and a step never
+    copies them from the host (the run setup moves every loss to the run's device)."""
 
     def __init__(self, drw: DRW | None = None) -> None:
         super().__init__()
         self.drw = drw
+        self.register_buffer("drw_weights", None if drw is None else drw.weights.clone(), persistent=False)
         self.weight: torch.Tensor | None = None
 
     def start_epoch(self, epoch: int) -> None:
-        self.weight = self.drw.at(epoch) if self.drw is not None else None
+        self.weight = self.drw_weights if self.drw is not None and self.drw.at(epoch) is not None else None
 
     def weighted(self, losses: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.weight is None:
             return losses
-        w = self.weight.to(losses.device)[labels]
+        w = self.weight[labels]
         return losses * w * (len(w) / w.sum())
 
 
@@ -206,7 +210,7 @@ class Focal(_PerSample):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         if self.weight is not None:
-            ce = ce * self.weight.to(ce.device)[labels]
+            ce = ce * self.weight[labels]
         return (1 - torch.exp(-ce)).pow(self.gamma) * ce
 
 

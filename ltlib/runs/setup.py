@@ -72,7 +72,7 @@ def build_stage1(config: RunConfig, data: LongTailData, device: torch.device) ->
                           config.optimizer_impl)
     step = build_step(config.step, optimizer, autocast_for(config.precision, device), model=model,
                       options=step_options(config, data.class_counts.tolist()))
-    return Setup(model, optimizer, step, loss_for(config, data.class_counts.tolist()),
+    return Setup(model, optimizer, step, loss_for(config, data.class_counts.tolist()).to(device),
                  build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
                  stage1_loader(config, data, device),
                  epoch_log=getattr(step, "epoch_log", None))

@@ -318,5 +318,5 @@ def build_stage2(config: Stage2Config, data: LongTailData, device: torch.device,
     else:
         inner = SGDStep(optimizer, autocast)
     step = Stage2Step(inner, weight, maxnorm, every, config.bn == "frozen")
-    return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist(), **loss_kw),
+    return Setup(model, optimizer, step, build_loss(config.loss, data.class_counts.tolist(), **loss_kw).to(device),
                  build_schedule(config.schedule, config.lr, config.epochs), loader, epoch_log=step.epoch_log)
