@@ -206,7 +206,7 @@ plt.show()
 # ### The cost of the long tail: a balanced control
 # 
 # Is a class weak because it is rare, or because it is hard? The control trains the same pipeline (same recipe,
-# seeds and number of training images, no weight decay, as the first row) on a **balanced** subset: every class
+# seeds and number of training images, and the first row's weight decay) on a **balanced** subset: every class
 # gets the long-tailed set's total divided by the number of classes. The test set is the same. Bars are per-class
 # test accuracy; the confusion matrices (first seed, rows normalised to the true class) show where each model's
 # errors go.

@@ -205,7 +205,7 @@ def test_collective_timeout_is_an_hour_by_default_and_configurable(monkeypatch):
     assert dist_timeout() == timedelta(minutes=60)
     monkeypatch.setenv(TIMEOUT_ENV, "90")
     assert dist_timeout() == timedelta(minutes=90)
-    for bad in ("0", "-5", "soon", "nan"):
+    for bad in ("0", "-5", "soon", "nan", "inf"):
         monkeypatch.setenv(TIMEOUT_ENV, bad)
         with pytest.raises(ConfigError, match=TIMEOUT_ENV):
             dist_timeout()

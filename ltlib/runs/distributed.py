@@ -18,6 +18,7 @@ or, with ``perturbation="global"``, from the gathered global batch.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from datetime import timedelta
 from typing import Iterator
@@ -59,7 +60,7 @@ def dist_timeout() -> timedelta:
         minutes = float(text) if text else DEFAULT_TIMEOUT_MIN
     except ValueError:
         minutes = float("nan")
-    if not minutes > 0:
+    if not (minutes > 0 and math.isfinite(minutes)):
         raise ConfigError(f"{TIMEOUT_ENV}={text!r}: give the collective timeout in minutes, a number > 0")
     return timedelta(minutes=minutes)
 
