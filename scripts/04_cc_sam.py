@@ -350,14 +350,15 @@ plt.show()
 
 pictured = {"CE": runs["CE"][0], "CE → cRT (class-aware)": runs["CE → cRT (class-aware)"][0], both: runs[both][0]}
 views = {f"{name} (seed {r.config.seed})": feature_view(r, data) for name, r in pictured.items()}
-few = list(data.groups(base.group_scheme).as_dict()["few"])
+group_members = data.groups(base.group_scheme).as_dict()
+few = list(group_members["few"])
 fig = lp.plot_feature_views(views, data.classes, few=few)
 lp.save_figure(fig, f"04_features_{profile}")
 plt.show()
 separation = pd.DataFrame({name: v.separation for name, v in zip(pictured, views.values())}, index=data.classes).T
 display(separation.round(2))
 group_means = {name: {g: float(separation.loc[name, [data.classes[c] for c in m]].mean()) if len(m) else float("nan")
-                      for g, m in data.groups(base.group_scheme).as_dict().items()} for name in pictured}
+                      for g, m in group_members.items()} for name in pictured}
 F.show(F.bullets([f"{name}: separation {v['many']:.2f} for the many-shot classes, {v['few']:.2f} for the few-shot "
                   "ones (mean over the group's classes; lower is better separated)." for name, v in group_means.items()]))
 

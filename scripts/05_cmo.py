@@ -305,11 +305,12 @@ if if_table is not None:
     display(means.unstack("method"))
     low, high = if_table["value"].min(), if_table["value"].max()
     at = {m: means.loc[m] for m in if_table["method"].unique()}
-    pairs = [F.from_values(f"CE @ IF {v:g}", if_table[(if_table["method"] == "CE") & (if_table["value"] == v)]
-                           .set_index("seed")["tail"].to_dict(), f"BS @ IF {v:g}",
-                           if_table[(if_table["method"] == "BS") & (if_table["value"] == v)]
-                           .set_index("seed")["tail"].to_dict(), f"tail accuracy ({k} rarest classes)")
-             for v in sorted(if_table["value"].unique())]
+    def tail_by_seed(method, value):
+        part = if_table[(if_table["method"] == method) & (if_table["value"] == value)]
+        return part.set_index("seed")["tail"].to_dict()
+
+    pairs = [F.from_values(f"CE @ IF {v:g}", tail_by_seed("CE", v), f"BS @ IF {v:g}", tail_by_seed("BS", v),
+                           f"tail accuracy ({k} rarest classes)") for v in sorted(if_table["value"].unique())]
     F.show(source, F.bullets([f"{m}: the head − tail gap is {t.loc[low, 'gap']:.1f} points at IF {low:g} and "
                               f"{t.loc[high, 'gap']:.1f} at IF {high:g} (means over seeds)." for m, t in at.items()]
                              + [p.sentence() for p in pairs]))

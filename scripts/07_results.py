@@ -152,15 +152,15 @@ plt.show()
 
 
 top = head["overall_mean"].astype(float).idxmax()
-pair = dict.fromkeys([baseline, top])
-matrices = {f"{label} (seed {runs[label][0].config.seed})":
-            confusion_matrix(runs[label][0], load_data(runs[label][0].config.data_config)) for label in pair}
-fig = lp.plot_confusions(matrices, load_data(runs[baseline][0].config.data_config).classes)
+pair = {label: runs[label][0] for label in dict.fromkeys([baseline, top])}
+pair_data = {label: load_data(r.config.data_config) for label, r in pair.items()}
+matrices = {f"{label} (seed {r.config.seed})": confusion_matrix(r, pair_data[label]) for label, r in pair.items()}
+names = pair_data[baseline].classes
+fig = lp.plot_confusions(matrices, names)
 lp.save_figure(fig, f"07_confusion_{profile}")
 plt.show()
 diagonals = [100 * np.diag(m) / m.sum(1) for m in matrices.values()]
 moved = diagonals[-1] - diagonals[0]
-names = load_data(runs[baseline][0].config.data_config).classes
 F.show(f"Best overall: **{top}**. " + (
     f"Against {baseline} (first seed) its per-class accuracy moves most for {names[int(moved.argmax())]} "
     f"({signed(moved.max())} points) and least for {names[int(moved.argmin())]} ({signed(moved.min())} points)."

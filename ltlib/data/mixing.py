@@ -64,6 +64,12 @@ def cmo_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tu
             int(np.clip(cx - w // 2, 0, width)), int(np.clip(cx + w // 2, 0, width)))
 
 
+def cmo_label_weight(box: tuple[int, int, int, int], height: int, width: int) -> float:
+    """CMO's lam': the share of the image the pasted box leaves to the background, from the clipped box."""
+    r0, r1, c0, c1 = box
+    return 1.0 - (r1 - r0) * (c1 - c0) / (height * width)
+
+
 class CMO:
     """Context-rich minority oversampling: on a batch from the usual stream (the background), paste one box
     cut from a batch of the minority stream (classes drawn with weight n_c^(1 - alpha), with replacement)
@@ -112,7 +118,7 @@ class CMO:
         r0, r1, c0, c1 = cmo_box(images.shape[2], images.shape[3], lam, rng)
         patch = self.loader.fetch(idx, self.augment)
         images[:, :, r0:r1, c0:c1] = patch[:, :, r0:r1, c0:c1]
-        kept = 1.0 - (r1 - r0) * (c1 - c0) / (images.shape[2] * images.shape[3])
+        kept = cmo_label_weight((r0, r1, c0, c1), images.shape[2], images.shape[3])
         weight = torch.tensor(kept, dtype=torch.float32, device=images.device)
         return images, MixedTargets(labels, self.loader.labels[idx], weight)
 

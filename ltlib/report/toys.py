@@ -18,7 +18,7 @@ import torch.nn as nn
 from matplotlib.patches import Circle, Patch, Rectangle
 
 from ..data.datasets import LongTailData
-from ..data.mixing import cmo_box
+from ..data.mixing import cmo_box, cmo_label_weight
 from ..methods.losses import ldam_margins
 from ..methods.sam import SAMOptions, SAMStep
 from ..methods.step import SGDStep
@@ -225,11 +225,11 @@ def plot_cmo_lambdas(data: LongTailData, lams: Sequence[float] = (0.1, 0.3, 0.5,
         ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=7)
     for ax, lam in zip(axes[2:], lams):
-        r0, r1, c0, c1 = cmo_box(height, width, lam, np.random.default_rng(seed))
+        box = r0, r1, c0, c1 = cmo_box(height, width, lam, np.random.default_rng(seed))
         mixed = back.clone()
         mixed[:, r0:r1, c0:c1] = front[:, r0:r1, c0:c1]
-        lam_prime = 1 - (r1 - r0) * (c1 - c0) / (height * width)
-        rows.append({"lam": lam, "box": (r0, r1, c0, c1), "lam_prime": lam_prime})
+        lam_prime = cmo_label_weight(box, height, width)
+        rows.append({"lam": lam, "box": box, "lam_prime": lam_prime})
         ax.imshow(mixed.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
         ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, color="#c44e52", lw=1))
         ax.set_title(f"λ = {lam:g}\nλ' = {lam_prime:.2f}", fontsize=7)
