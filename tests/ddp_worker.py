@@ -1,7 +1,10 @@
 """Run under torchrun by tests/test_distributed.py: two epochs of a tiny BatchNorm-free model on a
 long-tailed toy set, in one process or as one rank of a DDP job; rank 0 saves the parameters.
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR STEP:PERTURBATION ...
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR STEP:PERTURBATION[:compile] ...
+
+With ``:compile`` the model is compiled as a run compiles it (``wrap_model(..., compile=True)``; the backend is
+``LTLIB_COMPILE_BACKEND``).
 """
 from __future__ import annotations
 
@@ -44,9 +47,19 @@ class ToyNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def toy_model() -> nn.Module:
+class FeatureToyNet(ToyNet):
+    """ToyNet whose forward also returns the features on request, as ltlib's models do (CC-SAM's compiled path);
+    ToyNet's own forward keeps CC-SAM's other DDP path, the features caught by a hook, under test."""
+
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        feats = self.features(x)
+        logits = self.classifier(feats)
+        return (feats, logits) if with_features else logits
+
+
+def toy_model(with_features: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    return ToyNet()
+    return FeatureToyNet() if with_features else ToyNet()
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -64,11 +77,12 @@ def options(step_name: str, perturbation: str) -> SAMOptions | CCSAMOptions:
     return SAMOptions(rho=RHO, tail_classes=TAIL, perturbation=perturbation)
 
 
-def train(step_name: str, perturbation: str = "replica", info: DistInfo = DistInfo()) -> nn.Module:
-    model = toy_model()
+def train(step_name: str, perturbation: str = "replica", info: DistInfo = DistInfo(), compile: bool = False
+          ) -> nn.Module:
+    model = toy_model(with_features=compile)
     optimizer = build_sgd(model, lr=LR, momentum=0.9, weight_decay=5e-4)
     step = build_step(step_name, optimizer, model=model, options=options(step_name, perturbation))
-    fit(wrap_model(model, info), toy_loader(info), step, loss_fn, lambda epoch, i, steps: LR, epochs=EPOCHS,
+    fit(wrap_model(model, info, compile=compile), toy_loader(info), step, loss_fn, lambda epoch, i, steps: LR, epochs=EPOCHS,
         progress=False)
     return model
 
@@ -77,8 +91,8 @@ if __name__ == "__main__":
     out_dir, cases = sys.argv[1], sys.argv[2:]
     info = init_from_env()
     for case in cases:                  # one launch, several trainings: torch starts once per process
-        step_name, perturbation = case.split(":")
-        trained = train(step_name, perturbation, info)
+        step_name, perturbation, *compiled = case.split(":")
+        trained = train(step_name, perturbation, info, compile=compiled == ["compile"])
         if info.is_main:
-            torch.save(trained.state_dict(), f"{out_dir}/{step_name}-{perturbation}.pt")
+            torch.save(trained.state_dict(), f"{out_dir}/{case.replace(':', '-')}.pt")
     torch.distributed.destroy_process_group()

@@ -17,7 +17,7 @@ from ltlib.data.sources import ImageSet
 from ltlib.core.errors import ConfigError
 from ltlib.runs.experiment import run
 from ltlib.methods import CCSAMFeatureStep, CCSAMOptions, CCSAMStep, build_step
-from ltlib.methods.ccsam import (ccsam_radius, class_weights, count_guard, feature_perturbation,
+from ltlib.methods.ccsam import (ccsam_radius, class_weights, count_guard, feature_perturbation, features_and_logits,
                                progressive_alpha)
 from ltlib.methods.schedules import build_schedule
 from ltlib.runs.stage2 import Stage2Config, make_stage2
@@ -352,3 +352,27 @@ def test_ccsam_both_stages_end_to_end(fake_fmnist, exp_dir):
     after = second.model.state_dict()
     assert all(torch.equal(v, after[n]) for n, v in backbone.items())
     assert not torch.equal(first.model.classifier.weight, second.model.classifier.weight)
+
+
+def test_a_compiled_model_runs_compiled_in_the_ccsam_step():
+    """CC-SAM's forward goes through the compiled wrapper (``with_features=True``), not around it to the eager
+    ``features``; the features and logits are the eager ones."""
+    from ltlib.core.replicas import unwrap
+    from ltlib.models import build_model
+    calls = []
+
+    def counting_backend(graph, example_inputs):
+        def compiled(*args):
+            calls.append(1)
+            return graph.forward(*args)
+        return compiled
+
+    torch.manual_seed(0)
+    model = build_model("resnet32", 3, in_channels=1, width=0.25).eval()
+    images = torch.randn(4, 1, 8, 8)
+    compiled = torch.compile(model, backend=counting_backend)
+    assert unwrap(compiled) is model
+    feats, logits = features_and_logits(compiled, images)
+    assert calls, "the compiled forward never ran"
+    torch.testing.assert_close(feats, model.features(images))
+    torch.testing.assert_close(logits, model(images))

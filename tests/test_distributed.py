@@ -25,7 +25,7 @@ from ltlib.runs.stage2 import make_stage2
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("sgd:replica", "sam:replica", "sam:global", "imbsam:replica", "imbsam:global", "ccsam:replica",
-         "ccsam:global")
+         "ccsam:global", "sam:replica:compile", "ccsam:replica:compile")
 
 
 def torchrun(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -40,7 +40,8 @@ def torchrun(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.
 def ddp_params(tmp_path_factory) -> dict[str, dict]:
     """The parameters rank 0 holds after each toy training of :data:`CASES` (one torchrun launch)."""
     out = tmp_path_factory.mktemp("ddp")
-    torchrun([str(ROOT / "tests" / "ddp_worker.py"), str(out), *CASES], out)
+    # the compiled cases trace with the eager backend: the same wrappers as inductor, without its minutes of codegen
+    torchrun([str(ROOT / "tests" / "ddp_worker.py"), str(out), *CASES], out, env={"LTLIB_COMPILE_BACKEND": "eager"})
     return {case: torch.load(out / f"{case.replace(':', '-')}.pt", weights_only=True) for case in CASES}
 
 
@@ -135,6 +136,14 @@ def test_the_default_perturbation_is_per_replica(ddp_params, step):
     diff = max((ddp_params[f"{step}:replica"][k] - ddp_params[f"{step}:global"][k]).abs().max().item()
                for k in ddp_params[f"{step}:replica"])
     assert diff > 1e-4
+
+
+@pytest.mark.parametrize("step", ["sam", "ccsam"])
+def test_a_compiled_model_under_ddp_keeps_the_per_replica_step(ddp_params, step):
+    """compile=True compiles the model and then wraps it in DDP: SAM's ascent still stays per replica (no_sync) and
+    CC-SAM reaches the features. Compiling the DDP wrapper instead hid it from both."""
+    reference = per_replica_ccsam_reference() if step == "ccsam" else per_replica_reference(step)
+    assert_same(ddp_params[f"{step}:replica:compile"], reference, atol=1e-5)
 
 
 def test_sharding_keeps_every_sample_once_and_slices_mixed_targets():

@@ -73,8 +73,10 @@ def check_batch(batch_size: int, world_size: int) -> None:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (``features`` / ``classifier`` live there)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    """The plain module inside a DDP and a ``torch.compile`` wrapper (``features`` / ``classifier`` live there)."""
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    return getattr(model, "_orig_mod", model)      # torch.compile's OptimizedModule keeps the module there
 
 
 def local_pass(model: nn.Module, local: bool = True) -> ContextManager:

@@ -31,6 +31,8 @@ class's whole block), w_c = ln(n_max / n_c + 0.01) / div and alpha_e = min((e + 
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..core.errors import ConfigError
 from ..core.replicas import gather_rows, unwrap
@@ -273,10 +276,14 @@ class CCSAMStep:
 
 
 def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pooled features and the logits of one forward. A DDP wrapper is called as a whole (its forward
-    prepares the gradient all-reduce), with the features caught on their way into the classifier."""
+    """The pooled features and the logits of one forward. The model is called as a whole, through its DDP or
+    ``torch.compile`` wrapper (DDP's forward prepares the gradient all-reduce; a compiled forward stays compiled):
+    with ``with_features=True`` where its forward takes it (ltlib's models); otherwise a DDP wrapper's features
+    are caught on their way into the classifier, and a bare model's are asked for."""
     inner = unwrap(model)
-    if inner is model:
+    if _takes_with_features(type(inner)):
+        return model(images, with_features=True)
+    if inner is model or not isinstance(model, DistributedDataParallel):
         feats = model.features(images)
         return feats, model.classifier(feats)
     caught: list[torch.Tensor] = []
@@ -286,6 +293,11 @@ def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.T
     finally:
         handle.remove()
     return caught[0], logits
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_with_features(model_type: type) -> bool:
+    return "with_features" in inspect.signature(model_type.forward).parameters
 
 
 STEPS.add("ccsam", CCSAMStep, "CC-SAM stage 1: (1-f) clean + f CE at the classifier perturbed per class "

@@ -30,5 +30,9 @@ class ResNet34WB(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)  # WB: avg_pool2d(4) on the 4x4 map
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
+        wrapper passes through whole (CC-SAM's step needs both)."""
+        feats = self.features(x)
+        logits = self.classifier(feats)
+        return (feats, logits) if with_features else logits

@@ -33,5 +33,9 @@ class TorchvisionResNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # stem, four stages, global average pool, flatten
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
+        wrapper passes through whole (CC-SAM's step needs both)."""
+        feats = self.features(x)
+        logits = self.classifier(feats)
+        return (feats, logits) if with_features else logits

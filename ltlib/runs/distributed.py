@@ -37,9 +37,8 @@ from .stage2 import Stage2Config
 
 
 __all__ = ["DistInfo", "ShardedLoader", "average_gradients", "broadcast_buffers", "check_batch", "check_supported",
-           "dist_info", "dist_timeout", "evaluate_sharded", "gather_cat", "gather_rows", "init_from_env", "local_pass",
-           "pick_backend", "rank_device",
-           "shard_batch", "unwrap", "wrap_model"]
+           "compile_model", "dist_info", "dist_timeout", "evaluate_sharded", "gather_cat", "gather_rows", "init_from_env",
+           "local_pass", "pick_backend", "rank_device", "shard_batch", "unwrap", "wrap_model"]
 
 
 TIMEOUT_ENV = "LTLIB_DIST_TIMEOUT_MIN"
@@ -120,12 +119,22 @@ class ShardedLoader:
             yield shard_batch(images, targets, self.info)
 
 
-def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
-    """The model in DistributedDataParallel when the job has several ranks (it is returned as is otherwise)."""
+def wrap_model(model: nn.Module, info: DistInfo, compile: bool = False) -> nn.Module:
+    """What the training loop calls: ``model`` compiled when ``compile``, then in DistributedDataParallel when the
+    job has several ranks. In that order, so that the outer wrapper is DDP, whose ``no_sync`` SAM's per-replica
+    ascent needs, and ``unwrap`` reaches the model through both. Every wrapper shares the model's parameters."""
+    if compile:
+        model = compile_model(model)
     if not info.enabled:
         return model
     device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` with the backend ``LTLIB_COMPILE_BACKEND`` names (default ``inductor``; ``eager``
+    traces without generating code, for tests and debugging)."""
+    return torch.compile(model, backend=os.environ.get("LTLIB_COMPILE_BACKEND", "inductor"))
 
 
 def evaluate_sharded(model: nn.Module, data, **options):

@@ -31,7 +31,7 @@ from .claim import claimed, describe_owner, say
 from .config import RunConfig
 from .distributed import ShardedLoader, check_supported, dist_info, evaluate_sharded, wrap_model
 from .setup import (Setup, build_stage1, eval_options, load_data, loss_for, new_model, sample_batch, stage1_loader,
-                    train_loader, training_module)
+                    train_loader)
 from .stage2 import Stage2Config, build_stage2
 from .train import fit
 
@@ -238,7 +238,7 @@ def _train(config: RunConfig | Stage2Config, path: Path, device: torch.device, d
 
     t0 = time.perf_counter()
     try:
-        fit(training_module(wrap_model(model, info), config), setup.loader, setup.step, setup.loss_fn,
+        fit(wrap_model(model, info, compile=config.base.compile), setup.loader, setup.step, setup.loss_fn,
             setup.schedule, epochs=config.epochs, start_epoch=start_epoch, evaluate=evaluate_epoch,
             eval_every=config.eval_every, on_epoch_end=end_epoch, progress=progress, desc=path.name)
     except TrainingDivergedError as err:

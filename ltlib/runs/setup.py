@@ -129,8 +129,3 @@ def stage1_loader(config: RunConfig, data: LongTailData, device: torch.device) -
 def sample_batch(config: RunConfig, data: LongTailData, epoch: int = 0, device: str | torch.device = "cpu"):
     """The first training batch of ``epoch`` as ``config`` draws it (augmented, normalised, mixed)."""
     return next(iter(stage1_loader(config, data, resolve_device(device)).epoch(epoch)))
-
-
-def training_module(model: nn.Module, config) -> nn.Module:
-    """What the loop calls: the model itself, or a ``torch.compile`` wrapper sharing its parameters."""
-    return torch.compile(model) if config.base.compile else model
