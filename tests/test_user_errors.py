@@ -76,3 +76,41 @@ def test_a_diverged_run_names_itself_and_the_advice(fake_fmnist, exp_dir):
                                                     r"\(this run: 1e\+30\)") as caught:
         run(config, progress=False)
     assert "precision" not in str(caught.value)
+
+
+def test_a_training_set_too_large_for_the_device_is_refused_with_what_to_change(monkeypatch):
+    """iNaturalist-2018 at 256 px is 86 GB of uint8 images per rank, more than an 80 GB GPU holds: refused before the
+    copy, naming the largest image_size that fits and the streaming path. The device's free memory is faked."""
+    import torch
+    from ltlib.core import env
+    from ltlib.core.errors import DeviceMemoryError
+    from ltlib.runs.setup import DEVICE_RESERVE_BYTES, check_device_memory
+    images = torch.empty((437_513, 3, 256, 256), dtype=torch.uint8, device="meta")    # sizes only, no memory
+    needed = images.numel()
+    monkeypatch.setattr(env, "free_device_memory", lambda device: 80 * 10 ** 9)
+    with pytest.raises(DeviceMemoryError) as caught:
+        check_device_memory(make_config("paper", "ce", "inat2018"), images, torch.device("cuda"))
+    said = str(caught.value)
+    assert "86.0 GB" in said and "80.0 GB free" in said and 'data_path="stream"' in said
+    fits = int(said.split("image_size=")[1].split(" ")[0])
+    assert fits % 16 == 0 and needed * (fits / 256) ** 2 + DEVICE_RESERVE_BYTES <= 80 * 10 ** 9
+    assert needed * ((fits + 16) / 256) ** 2 + DEVICE_RESERVE_BYTES > 80 * 10 ** 9     # the largest that fits
+    # ImageNet-LT's 22.8 GB fit; a CPU run is never checked (its images are already in host memory)
+    check_device_memory(make_config("paper", "ce", "imagenet_lt"), images[:115_846], torch.device("cuda"))
+    monkeypatch.setattr(env, "free_device_memory", lambda device: 0 if device.type == "cuda" else None)
+    check_device_memory(make_config("paper", "ce", "inat2018"), images, torch.device("cpu"))
+    with pytest.raises(DeviceMemoryError, match="device='cpu'"):
+        check_device_memory(make_config("paper", "ce", "cifar100_lt"), images[:10_847, :, :32, :32],
+                            torch.device("cuda"))
+
+
+def test_a_run_checks_the_device_memory_before_it_builds_its_loader(fake_fmnist, exp_dir, monkeypatch):
+    """The check sits on the run's path: with (faked) no free memory, the run stops with the message and writes
+    nothing."""
+    from ltlib.core import env
+    from ltlib.core.errors import DeviceMemoryError
+    monkeypatch.setattr(env, "free_device_memory", lambda device: 0)
+    config = make_config("smoke", test_per_class=None, name="too-big")
+    with pytest.raises(DeviceMemoryError, match="do not fit"):
+        run(config, device="cpu", progress=False)
+    assert not any(p.is_file() for p in exp_dir.rglob("*") if p.name != ".claim.lock")

@@ -36,6 +36,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def free_device_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device`` now (CUDA), or None where the device's memory is the host's (CPU)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
 def available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -19,3 +19,7 @@ class CheckpointError(LtlibError, RuntimeError):
 
 class TrainingDivergedError(LtlibError, RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class DeviceMemoryError(LtlibError, RuntimeError):
+    """What a run would put on its device does not fit in the device's free memory."""

@@ -5,12 +5,15 @@ own :class:`Setup` on a stage-1 model it is handed): nothing here knows of run f
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from ..core import env
 from ..core.env import resolve_device, seed_everything
+from ..core.errors import DeviceMemoryError
 from ..core.precision import autocast_for
 from ..data.datasets import DATASETS, LongTailData, load_longtail
 from ..data.loader import DeviceLoader
@@ -101,9 +104,41 @@ def step_options(config: RunConfig, class_counts: list[int]):
     return settings.options(config, class_counts) if settings is not None else None
 
 
+# what a run needs on its device beside the training images: the model, optimiser state, activations, test batches
+DEVICE_RESERVE_BYTES = 4 * 2 ** 30
+_GB = 1e9
+
+
+def check_device_memory(config: RunConfig, images: torch.Tensor, device: torch.device) -> None:
+    """Refuse, before copying, a training set that would not fit in the device's free memory with
+    :data:`DEVICE_RESERVE_BYTES` to spare (each DDP rank holds a whole copy). The error says what to change: a smaller
+    ``image_size`` (the largest that fits), or ``data_path="stream"``, which decodes the image files each epoch."""
+    free = env.free_device_memory(device)
+    needed = images.numel() * images.element_size()
+    if free is None or needed + DEVICE_RESERVE_BYTES <= free:
+        return
+    room = max(free - DEVICE_RESERVE_BYTES, 0)
+    message = (f"the training images of {config.dataset} take {needed / _GB:.1f} GB, and {device} has "
+               f"{free / _GB:.1f} GB free ({DEVICE_RESERVE_BYTES / 2 ** 30:.0f} GiB of it kept for the model and "
+               f"its activations): they do not fit.")
+    if DATASETS.get(config.dataset).natural:
+        side = images.shape[-1]
+        fits = int(side * math.sqrt(room / needed)) // 16 * 16       # the bytes go with the square of the side
+        options = [f"set image_size={fits} ({needed * (fits / side) ** 2 / _GB:.1f} GB)"] if fits >= 32 else []
+        options.append('use data_path="stream", which decodes the image files each epoch instead of keeping them '
+                       "on the device")
+        advice = ", or ".join(options)
+        message += f" {advice[0].upper()}{advice[1:]}."
+    else:
+        message += " Train on a device with more free memory, or on the CPU (device='cpu')."
+    raise DeviceMemoryError(message)
+
+
 def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size: int,
                  device: torch.device, *, mix=None, drop_last: bool | None = None) -> DeviceLoader:
-    """The device-resident loader with ``config``'s augmentation and seed (and ``mix``, a mixing rule)."""
+    """The device-resident loader with ``config``'s augmentation and seed (and ``mix``, a mixing rule), after
+    :func:`check_device_memory`."""
+    check_device_memory(config, data.train.images, device)
     return DeviceLoader(
         data.train, batch_size=batch_size, mean=data.mean, std=data.std,
         sampler=build_sampler(sampler, data.train.labels.to(device)), padding=config.crop_padding,
