@@ -174,3 +174,23 @@ def test_final_numbers_equal_a_fresh_evaluation(fake_fmnist, exp_dir):
     best = load_run(r.path).model
     best.load_state_dict(torch.load(r.path / "model.pt", weights_only=True)["best_val_model"])
     assert r.metrics["best_val"]["test"] == evaluate(best, data.test, **kw).summary(groups)
+
+
+def test_the_device_kind_is_part_of_a_runs_folder(fake_fmnist, exp_dir, monkeypatch):
+    """A CPU run keeps its folder name; a CUDA run of the same config gets its own folder (``-cuda``), so a GPU never
+    loads nor resumes a CPU run's folder (their numbers differ). Without a GPU, the CUDA side is faked: the device
+    resolves to "cuda" and training is intercepted where it would start."""
+    from ltlib.runs import experiment
+    config = make_config("smoke", test_per_class=None, name="kind")
+    cpu_run = experiment.run(config, progress=False, device="cpu")
+    assert cpu_run.path == exp_dir / config.data_config.dataset / config.run_name
+    cuda_dir = experiment.run_dir(config, exp_dir, torch.device("cuda"))
+    assert cuda_dir.name == f"{config.run_name}-cuda"
+    started = []
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "resolve_device", lambda device: torch.device("cuda"))
+        patch.setattr(experiment, "_train", lambda config, path, dev, *args: started.append((path, dev)))
+        experiment.run(config, progress=False, device="cuda")
+        assert experiment.cached_seeds(config, [0, 1], device="cuda") == []
+    assert started == [(cuda_dir, torch.device("cuda"))]     # trained afresh, not loaded from the CPU folder
+    assert experiment.cached_seeds(config, [0, 1], device="cpu") == [0]

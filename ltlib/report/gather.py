@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..analysis.calibration import run_calibration
 from ..core import io
 from ..core.env import hardware_label
-from ..runs.experiment import config_from_dict, default_exp_dir, is_finished
+from ..runs.experiment import config_from_dict, default_exp_dir, is_finished, run_dir
 from . import papers
 from .results import METRICS, format_mean_std, summarize
 
@@ -59,8 +60,13 @@ def _row(path: Path) -> dict | None:
         "imbalance_factor": config.imbalance_factor, "epochs": config.epochs, "profile": config.profile,
         "seed": config.seed, **{m: last[m] for m in METRICS},
         "train_time_s": metrics.get("train_time_s"), "hardware": hardware_label(env) if env else "",
-        "group": config.with_seed(0).run_name, "path": str(path), "config": _flat(config.to_dict()),
+        "group": run_dir(config.with_seed(0), path.parent.parent, _device_kind(env)).name, "path": str(path), "config": _flat(config.to_dict()),
     }
+
+
+def _device_kind(env: dict) -> torch.device:
+    """The kind of device a run folder's environment record names (CPU where it names none)."""
+    return torch.device(str(env.get("device") or "cpu").split(":")[0])
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -50,8 +50,13 @@ def default_exp_dir() -> Path:
     return repo / "exp" if (repo / "pyproject.toml").is_file() else Path.cwd() / "exp"
 
 
-def run_dir(config: RunConfig, exp_dir: str | Path | None = None) -> Path:
-    return Path(exp_dir or default_exp_dir()) / config.data_config.dataset / config.run_name
+def run_dir(config: RunConfig, exp_dir: str | Path | None = None, device: str | torch.device = "auto") -> Path:
+    """The folder of ``config``'s run on ``device``'s kind. The kind is part of a run's identity, because a GPU
+    run does not compute a CPU run's numbers: a CPU run's folder is ``<name>-<hash>`` (as it always was), any other
+    kind's ``<name>-<hash>-<kind>`` (``-cuda``), so neither reuses nor resumes the other's folder."""
+    kind = device.type if isinstance(device, torch.device) else resolve_device(device).type
+    name = config.run_name if kind == "cpu" else f"{config.run_name}-{kind}"
+    return Path(exp_dir or default_exp_dir()) / config.data_config.dataset / name
 
 
 def is_finished(path: Path) -> bool:
@@ -91,8 +96,8 @@ def run(config: RunConfig | Stage2Config, *, exp_dir: str | Path | None = None, 
         data_dir: str | None = None, retrain: bool = False, progress: bool = True) -> Run:
     """Train ``config`` (a RunConfig or a stage-2 config; resuming an interrupted run), or load it if
     it finished before."""
-    path = run_dir(config, exp_dir)
     dev = resolve_device(device)
+    path = run_dir(config, exp_dir, dev)
     damaged = False
     if not retrain and is_finished(path):
         try:
@@ -116,9 +121,12 @@ def run_seeds(config, seeds: list[int], **kwargs) -> list[Run]:
     return [run(config.with_seed(int(s)), **kwargs) for s in seeds]
 
 
-def cached_seeds(config, seeds: list[int], exp_dir: str | Path | None = None) -> list[int]:
-    """The seeds among ``seeds`` whose run of ``config`` finished before (loading them trains nothing)."""
-    return [int(s) for s in seeds if is_finished(run_dir(config.with_seed(int(s)), exp_dir))]
+def cached_seeds(config, seeds: list[int], exp_dir: str | Path | None = None,
+                 device: str | torch.device = "auto") -> list[int]:
+    """The seeds among ``seeds`` whose run of ``config`` on ``device`` finished before (loading them trains
+    nothing)."""
+    dev = resolve_device(device)
+    return [int(s) for s in seeds if is_finished(run_dir(config.with_seed(int(s)), exp_dir, dev))]
 
 
 def config_from_dict(values: dict) -> RunConfig | Stage2Config:

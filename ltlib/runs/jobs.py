@@ -68,8 +68,9 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
     stage2: dict[Path, object] = {}
 
     def add_missing(bucket: dict, config) -> None:
-        if not is_finished(run_dir(config, root)):
-            bucket.setdefault(run_dir(config, root), config)
+        path = run_dir(config, root, dev)
+        if not is_finished(path):
+            bucket.setdefault(path, config)
 
     for config in configs:
         if isinstance(config, Stage2Config):
