@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from ..core import io
+from ..core.determinism import weighted_bincount
 from ..core.errors import CheckpointError
 from ..runs.evaluate import logit_scale, predict_logits
 from ..runs.experiment import eval_options, load_data
@@ -31,8 +32,8 @@ def reliability_bins(logits: torch.Tensor, labels: torch.Tensor, bins: int = BIN
     # bin b holds (b/bins, (b+1)/bins]; a confidence of exactly 0 cannot occur for a softmax
     index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
     count = torch.bincount(index, minlength=bins).double()
-    conf_sum = torch.bincount(index, weights=confidence, minlength=bins)
-    acc_sum = torch.bincount(index, weights=correct, minlength=bins)
+    conf_sum = weighted_bincount(index, confidence, bins)
+    acc_sum = weighted_bincount(index, correct, bins)
     nonzero = count.clamp(min=1)
     return pd.DataFrame({
         "low": [b / bins for b in range(bins)], "high": [(b + 1) / bins for b in range(bins)],

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.determinism import global_average_pool
 from .heads import build_classifier
 
 
@@ -28,7 +29,7 @@ class ResNet34WB(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)  # WB: avg_pool2d(4) on the 4x4 map
+        return global_average_pool(out)  # WB: avg_pool2d(4) on the 4x4 map
 
     def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP

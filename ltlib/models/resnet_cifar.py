@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.determinism import global_average_pool
 from ..core.errors import ConfigError
 from .heads import build_classifier
 
@@ -76,7 +77,7 @@ class ResNetCifar(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.layer3(self.layer2(self.layer1(out)))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return global_average_pool(out)
 
     def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP

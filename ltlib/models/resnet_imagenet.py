@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..core.determinism import GlobalAveragePool
 from .heads import build_classifier
 
 
@@ -27,6 +28,7 @@ class TorchvisionResNet(nn.Module):
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision
         self.num_features = net.fc.in_features
         net.fc = nn.Identity()
+        net.avgpool = GlobalAveragePool()    # the same mean; deterministic on CUDA when asked (ltlib.core.determinism)
         self.backbone = net
         self.classifier = build_classifier(classifier, self.num_features, num_classes)
 

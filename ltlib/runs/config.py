@@ -62,7 +62,8 @@ from ..models import MODELS
 LABEL_FIELDS = ("name", "profile", "recipe")
 # Execution switches: they change speed and floating-point rounding only (like the device or the thread
 # count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
-EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn", "num_workers")
+EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn", "num_workers",
+                    "deterministic")
 # Fields added after runs were cached are hashed only where they matter, so that every earlier run keeps its
 # hash (and its cache folder). A method's fields follow its settings block's rule (``hashed_fields``: the SAM
 # family's when the step is not plain "sgd", CC-SAM's when it is "ccsam", a mixing rule's when it is on, a loss's
@@ -134,6 +135,7 @@ class RunConfig(DRWSettings, LDAMSettings, FocalSettings, LASettings, MixupSetti
     eval_batch_size: int = 250          # 100-250 is fastest on CPU; 1000 in fp32 is 2.4x slower
     fold_bn: bool = True                # evaluate with BatchNorm folded into the convolutions
     num_workers: int = 8                # data_path="stream": the processes that decode the training images
+    deterministic: bool = False         # CUDA: deterministic kernels, so a rerun repeats a run bit for bit (slower)
     # evaluation
     eval_every: int = 1
     tta: bool = False                   # flip TTA on the reported numbers (WB / ImbSAM report with it)

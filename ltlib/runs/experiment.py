@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..core import io
+from ..core.determinism import deterministic_algorithms
 from ..core.env import SOURCE_ROOT, derived_seed, environment, resolve_device, seed_everything, threads_for_run
 from ..core.errors import CheckpointError, TrainingDivergedError
 from ..core.replicas import from_rank0
@@ -112,7 +113,7 @@ def run(config: RunConfig | Stage2Config, *, exp_dir: str | Path | None = None, 
             if info.is_main:
                 say(f"loading {path.name}: {describe_owner(before)} trained it while this process waited")
             return load_run(path, device=dev)
-        with threads_for_run(dev):
+        with threads_for_run(dev), deterministic_algorithms(config.base.deterministic):
             return _train(config, path, dev, data_dir, progress)
 
 
