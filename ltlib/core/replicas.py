@@ -110,13 +110,12 @@ def gather_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         return tensor, 0
     sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(info.world_size)]
     dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
-    longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    counts = torch.cat(sizes).tolist()          # one copy to the host for all the sizes (they shape the buffers)
+    padded = torch.zeros((max(counts), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
     padded[:len(tensor)] = tensor
     parts = [torch.empty_like(padded) for _ in range(info.world_size)]
     dist.all_gather(parts, padded)
-    start = int(sum(s.item() for s in sizes[:info.rank]))
-    return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]), start
+    return torch.cat([p[:n] for p, n in zip(parts, counts)]), sum(counts[:info.rank])
 
 
 def broadcast_buffers(model: nn.Module) -> None:

@@ -6,6 +6,7 @@ recipes' ``RandomResizedCrop`` and ``ColorJitter`` are :func:`random_resized_cro
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -102,6 +103,12 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
+@functools.lru_cache(maxsize=None)
+def _gray_weights(device: torch.device) -> torch.Tensor:
+    """The grayscale weights on ``device``, copied there once (a copy per batch would wait for the device)."""
+    return torch.tensor(_GRAY, device=device).view(1, 3, 1, 1)
+
+
 def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
     """``ColorJitter(brightness=s, contrast=s, saturation=s)`` on float RGB images in [0, 255], per image.
 
@@ -116,7 +123,7 @@ def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generat
     device = images.device
     factors = torch.empty(b, 3, device=device).uniform_(max(0.0, 1 - strength), 1 + strength, generator=generator)
     order = torch.argsort(torch.rand(b, 3, device=device, generator=generator), dim=1)
-    gray_w = torch.tensor(_GRAY, device=device).view(1, 3, 1, 1)
+    gray_w = _gray_weights(device)
     x = images
     for position in range(3):
         which = order[:, position]

@@ -50,7 +50,7 @@ class Mixup:
         lam = float(rng.beta(self.alpha, self.alpha))   # drawn on the host: no device sync
         perm = torch.randperm(len(labels), generator=generator, device=images.device)
         mixed = images.mul(lam).add_(images[perm], alpha=1 - lam)
-        weight = torch.tensor(lam, dtype=torch.float32, device=images.device)
+        weight = torch.full((), lam, dtype=torch.float32, device=images.device)   # a fill kernel, not a copy
         return mixed, MixedTargets(labels, labels[perm], weight)
 
 
@@ -119,7 +119,7 @@ class CMO:
         patch = self.loader.fetch(idx, self.augment)
         images[:, :, r0:r1, c0:c1] = patch[:, :, r0:r1, c0:c1]
         kept = cmo_label_weight((r0, r1, c0, c1), images.shape[2], images.shape[3])
-        weight = torch.tensor(kept, dtype=torch.float32, device=images.device)
+        weight = torch.full((), kept, dtype=torch.float32, device=images.device)
         return images, MixedTargets(labels, self.loader.labels[idx], weight)
 
 

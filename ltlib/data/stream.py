@@ -132,4 +132,4 @@ class StreamLoader:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for images, labels in loader:
             images = images.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
-            yield self.mix(images, labels.to(self.device), mix_rng, mix_gen)
+            yield self.mix(images, labels.to(self.device, non_blocking=True), mix_rng, mix_gen)

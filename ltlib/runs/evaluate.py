@@ -101,13 +101,21 @@ def _predict(model: nn.Module, images: torch.Tensor, output: str, *, mean, std, 
             batch = images[start:start + batch_size]
             if center_crop:
                 batch = augment.center_crop(batch, center_crop)
-            x = augment.normalize(batch.to(device), mean_t, std_t, channels_last)
+            x = augment.normalize(_to_device(batch, device), mean_t, std_t, channels_last)
             with autocast():
                 values = forward(x).float()
                 if tta:
                     values = (values + forward(x.flip(3)).float()) / 2
             out.append(values)
     return torch.cat(out) if out else torch.empty(0)
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of host images on ``device``: on CUDA through pinned memory without waiting, so the host prepares the
+    next batch while the device works (a plain copy from pageable memory waits for the device first)."""
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
 
 
 def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> EvalResult:
