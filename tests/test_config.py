@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ltlib.core.errors import ConfigError
 from ltlib.runs.config import PROFILES, RECIPES, RunConfig, make_config
@@ -110,7 +111,8 @@ def _recipe_hashes() -> dict[str, str]:
 def test_every_recipes_hash_is_pinned():
     """Every cached run keeps its folder: 237 hashes (each recipe x profile x data set, with each stage-2 recipe,
     and the series' method variants) equal the ones the code computed before issue 22's refactoring
-    (tests/pinned_hashes.json, commit ea438f6)."""
+    (tests/pinned_hashes.json, commit ea438f6), but for the 67 that issue 25's recipe corrections changed on purpose
+    (its provenance lists them)."""
     pinned = json.loads((Path(__file__).parent / "pinned_hashes.json").read_text())["hashes"]
     assert _recipe_hashes() == pinned
 
@@ -143,3 +145,45 @@ def test_a_block_counts_toward_the_hash_only_where_the_run_uses_it(change, used)
     assert base.replace(**change).hash() == base.hash()
     with_method = base.replace(**used)
     assert with_method.replace(**change).hash() != with_method.hash()
+
+
+def test_paper_recipes_follow_the_released_configs():
+    """Issue 25's corrections: CC-SAM takes Cifar100.json on CIFAR-100 (f 0.5, stage-2 up_limit 0.3) and Cifar10.json
+    elsewhere (f 0.3, up_limit 1.0); weight balancing reports as its released protocol (flip TTA, best epoch on test,
+    as ImbSAM's); the ImbSAM recipe trains with the ImbSAM step. The CPU scales keep their values."""
+    from ltlib.runs.stage2 import make_stage2
+    for dataset, f, up in (("cifar100_lt", 0.5, 0.3), ("cifar10_lt", 0.3, 1.0), ("fashion_mnist_lt", 0.3, 1.0)):
+        stage1 = make_config("paper", "ccsam", dataset)
+        assert (stage1.ccsam_flat_ratio, make_stage2(stage1, "ccsam").up_limit) == (f, up)
+    quick = make_config("quick", "ccsam", "cifar100_lt")
+    assert (quick.ccsam_flat_ratio, make_stage2(quick, "ccsam").up_limit) == (0.3, 1.0)
+    for recipe in ("wb", "imbsam"):
+        paper = make_config("paper", recipe, "cifar100_lt")
+        assert paper.tta and paper.select_on_test
+        assert not make_config("quick", recipe).tta and not make_config("quick", recipe).select_on_test
+    assert {make_config(profile, "imbsam").step for profile in ("paper", "quick", "smoke")} == {"imbsam"}
+
+
+def test_stage2_starts_from_the_last_stage1_epoch_unless_told_best_test(fake_fmnist, exp_dir):
+    """CC-SAM's code starts stage 2 from the best stage-1 epoch on the test set: a named option, off by default
+    (the default's hash is the one it always had), refused unless the stage-1 run keeps that epoch."""
+    from ltlib.core import io
+    from ltlib.runs.experiment import run, stage1_model
+    from ltlib.runs.stage2 import make_stage2
+    stage1 = make_config("smoke", test_per_class=None, name="s1")
+    assert make_stage2(stage1, "ccsam").start_from == "last"
+    assert make_stage2(stage1, "ccsam", start_from="last").hash() == make_stage2(stage1, "ccsam").hash()
+    with pytest.raises(ConfigError, match="select_on_test=True"):
+        make_stage2(stage1, "ccsam", start_from="best_test")
+    kept = stage1.replace(select_on_test=True)
+    assert make_stage2(kept, "ccsam", start_from="best_test").hash() != make_stage2(kept, "ccsam").hash()
+    first = run(kept, progress=False)
+    best = io.load_checkpoint(first.path / "model.pt")["best_test_model"]
+    model = stage1_model(first, "best_test")
+    assert model is not first.model
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, best[name]), name
+    assert stage1_model(first) is first.model
+    second = run(make_stage2(kept, "crt", start_from="best_test"), progress=False)
+    assert second.config.start_from == "best_test"
+

@@ -302,7 +302,7 @@ def _setup_builder(config: RunConfig | Stage2Config, data: LongTailData, device:
         check_supported(config)
     if isinstance(config, Stage2Config):
         first = run(config.stage1, exp_dir=exp_dir, device=device, progress=progress)
-        builder = functools.partial(build_stage2, config, data, device, first.model)
+        builder = functools.partial(build_stage2, config, data, device, stage1_model(first, config.start_from))
     else:
         builder = functools.partial(build_stage1, config, data, device)
 
@@ -315,6 +315,21 @@ def _setup_builder(config: RunConfig | Stage2Config, data: LongTailData, device:
         return setup
 
     return build
+
+
+def stage1_model(first: Run, start_from: str = "last") -> nn.Module:
+    """The stage-1 model a stage-2 run starts from: the run's last epoch, or (``"best_test"``) a copy with the
+    weights of its best epoch on the test set, saved in its ``model.pt``."""
+    if start_from == "last":
+        return first.model
+    state = io.load_checkpoint(first.path / "model.pt", map_location=next(first.model.parameters()).device)
+    key = f"{start_from}_model"
+    if key not in state:
+        raise CheckpointError(f"{first.path / 'model.pt'} holds no {key!r}: the stage-1 run did not keep its best "
+                              "epoch on the test set (select_on_test=True)")
+    model = copy.deepcopy(first.model)
+    model.load_state_dict(state[key])
+    return model
 
 
 def _write_folder(path: Path, model: nn.Module, best: dict, history: list, metrics: dict, info) -> pd.DataFrame:

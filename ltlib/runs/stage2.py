@@ -70,6 +70,9 @@ class Stage2Config:
     adv_scale: float = 1.0                  # CC-SAM's lambda (adver_reg): ||delta_c||_F = lambda * w_c
     adv_div: float = 2.0                    # CC-SAM's div in w_c = ln(n_max / n_c + 0.01) / div
     up_limit: float = 1.0                   # cap on alpha_e (Cifar10.json 1.0, Cifar100.json 0.3)
+    # the stage-1 weights stage 2 starts from: its "last" epoch, or "best_test", its best epoch on the *test* set,
+    # as CC-SAM's released code does (needs a stage-1 run with select_on_test=True; it selects on the test set)
+    start_from: str = "last"
     eval_every: int = 1
     dataset: str | None = None              # None: stage 1's data set
     recipe: str = "custom"                  # label, not hashed
@@ -92,7 +95,8 @@ class Stage2Config:
         if self.maxnorm_thresh is not None and not 0 <= self.maxnorm_thresh <= 1:
             raise ConfigError(f"Stage2Config.maxnorm_thresh: the relative MaxNorm threshold must be in [0, 1] "
                               f"(0 = the smallest starting row norm, 1 = the largest), got {self.maxnorm_thresh}")
-        choices = {"maxnorm_every": ("iteration", "epoch"), "bn": ("train", "frozen"), "step": ("sgd", "ccsam")}
+        choices = {"maxnorm_every": ("iteration", "epoch"), "bn": ("train", "frozen"), "step": ("sgd", "ccsam"),
+                   "start_from": ("last", "best_test")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"Stage2Config.{name}: {getattr(self, name)!r} is not one of {valid}")
@@ -100,6 +104,10 @@ class Stage2Config:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"Stage2Config.{name}: must be a positive number, got {getattr(self, name)!r}")
         check_up_limit(self.up_limit)
+        if self.start_from == "best_test" and not self.stage1.select_on_test:
+            raise ConfigError("Stage2Config.start_from='best_test' starts from the stage-1 epoch best on the test set, "
+                              "which the stage-1 run keeps only with select_on_test=True: set it on the stage-1 "
+                              "config, or use start_from='last'")
         if not self.adv_scale >= 0 or not self.adv_div > 0:
             raise ConfigError(f"Stage2Config: adv_scale (lambda) must be >= 0 and adv_div > 0, got "
                               f"{self.adv_scale!r} and {self.adv_div!r}")
@@ -156,7 +164,8 @@ class Stage2Config:
         return d
 
     def hash(self) -> str:
-        skip = LABEL_FIELDS + ("stage1",) + (_CCSAM_STAGE2_FIELDS if self.step == "sgd" else ())
+        skip = (LABEL_FIELDS + ("stage1",) + (_CCSAM_STAGE2_FIELDS if self.step == "sgd" else ())
+                + (("start_from",) if self.start_from == "last" else ()))     # added later: earlier hashes stay
         payload = {k: v for k, v in self.to_dict().items() if k not in skip}
         payload["stage1"] = self.stage1.hash()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
@@ -194,11 +203,17 @@ STAGE2_RECIPES.add("ccsam_crt", dict(_CCSAM_STAGE2, step="sgd"),
                    "(the poster ablation's cRT)")
 
 
+# Where a paper's config for a data set differs from its stage-2 recipe, at paper scale: (recipe, data set) -> values
+STAGE2_DATASETS = {("ccsam", "cifar100_lt"): dict(up_limit=0.3)}     # CC-SAM's configs/Cifar100.json
+
+
 def make_stage2(stage1: RunConfig, recipe: str = "wb", **overrides) -> Stage2Config:
     """A stage-2 config on ``stage1`` at its profile's scale: the demo's batch 64 at paper scale, the
     stage-1 batch otherwise; at most 10 epochs at quick scale and 2 in the smoke profile; evaluation every
-    epoch except at quick scale."""
+    epoch except at quick scale. At paper scale, :data:`STAGE2_DATASETS` adds the paper's values for the data set."""
     values = dict(STAGE2_RECIPES.get(recipe))
+    if stage1.profile == "paper":
+        values.update(STAGE2_DATASETS.get((recipe, stage1.dataset), {}))
     values.update(batch_size=64 if stage1.profile == "paper" else stage1.batch_size,
                   eval_every=5 if stage1.profile == "quick" else 1, recipe=recipe, name=f"stage2-{recipe}")
     if stage1.profile == "quick":
