@@ -7,7 +7,7 @@ PROFILE ?= quick
 DATASET ?= fashion_mnist_lt
 FMNIST_DIR ?= $(or $(LTLIB_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 
-.PHONY: install data test tutorial bench scripts readme lab clean
+.PHONY: install data test tutorial bench devicecheck scripts readme lab clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ tutorial: install data
 
 bench: install data
 	$(PY) -m ltlib.tools.bench
+
+# The first thing to run on a new GPU machine: CPU agreement of every step, loss and mixing rule, the notebooks in
+# the smoke profile, the paper recipes timed eager and compiled, one torchrun epoch; a JSON report under exp/devicecheck/
+devicecheck: install data
+	$(PY) -m ltlib.devicecheck
 
 scripts: install
 	$(PY) -m ltlib.tools.export

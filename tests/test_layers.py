@@ -22,7 +22,7 @@ LAYERS = {
     2: ["ltlib.runs.train", "ltlib.runs.evaluate"],
     3: ["ltlib.runs"],
     4: ["ltlib.analysis", "ltlib.report"],
-    5: ["ltlib.tools"],
+    5: ["ltlib.tools", "ltlib.devicecheck"],      # the device check is a tool, at the top for a short command
 }
 
 

@@ -1,0 +1,39 @@
+"""``python -m ltlib.devicecheck --tiny`` on the CPU: the device check's own code, at toy sizes, so it cannot rot
+before a GPU is lent. Every step strategy, loss and mixing rule is compared (here the CPU against itself), every
+paper recipe is timed eager and compiled, and the report is written."""
+from __future__ import annotations
+
+import json
+
+from ltlib import devicecheck
+from ltlib.data.mixing import MIXINGS
+from ltlib.methods.losses import LOSSES
+from ltlib.methods.step import STEPS
+from ltlib.runs.config import RECIPES
+
+
+def test_the_tiny_device_check_passes_and_writes_its_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTLIB_COMPILE_BACKEND", "eager")
+    out = tmp_path / "report.json"
+    assert devicecheck.main(["--tiny", "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    cases = [row["case"] for row in report["agreement"]]
+    assert all(row["ok"] for row in report["agreement"]), report["agreement"]
+    assert {f"step={s}" for s in STEPS} <= {c.split(" ")[0] for c in cases}
+    assert {f"loss={loss}" for loss in LOSSES} <= {c.split(" ")[0] for c in cases}
+    assert {f"mixing={m}" for m in MIXINGS if m != "none"} <= {c.split(" ")[0] for c in cases}
+    assert "loss=ce reweight=drw" in cases
+    timed = {(row["recipe"], row["compiled"]) for row in report["recipes"]}
+    assert timed == {(r, c) for r in RECIPES for c in (False, True)}
+    assert all(row["ms_per_step"] > 0 and row["full_run_min"] > 0 for row in report["recipes"])
+    assert report["notebooks"] == {"skipped": "--tiny"} and report["torchrun"] == {"skipped": "--tiny"}
+    said = capsys.readouterr().out
+    assert f"{len(cases)} of {len(cases)} cases agree" in said and "imbsam" in said
+
+
+def test_the_summary_names_a_case_that_differs():
+    report = {"device": "cuda", "agreement": [{"case": "step=sam", "ok": True},
+                                              {"case": "loss=bs", "ok": False, "error": "RuntimeError: boom"}],
+              "recipes": [], "notebooks": {"skipped": "x"}, "torchrun": {"ok": True, "runs": {}}}
+    text = devicecheck.summary(report)
+    assert "1 of 2 cases agree" in text and "DIFFERS: loss=bs RuntimeError: boom" in text
