@@ -75,3 +75,20 @@ def test_analyses_in_workers_equal_analyses_here(fake_fmnist, tmp_path):
     for label in runs:
         assert here[label].spread.equals(side[label].spread), label
     assert "SAM ascent" in set(side["b"].landscape["direction"]) and set(side["a"].landscape["direction"]) == {"random"}
+
+
+def test_on_a_gpu_workers_are_opt_in_and_share_the_cores(fake_fmnist, exp_dir, monkeypatch):
+    """On a GPU the runs train one after the other in this process unless jobs (LTLIB_JOBS) asks for more; then
+    each worker trains on the GPU with its share of the CPU cores. The GPU is faked: the tasks are caught."""
+    from ltlib.runs import jobs as J
+    from ltlib.runs.config import make_config
+    configs = [make_config("smoke", name=f"gpu-{i}", test_per_class=None) for i in range(3)]
+    caught = []
+    monkeypatch.setattr(J, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(J, "default_jobs", lambda device: 1)
+    monkeypatch.setattr(J, "available_cpus", lambda: 8)
+    monkeypatch.setattr(J, "run_tasks", lambda tasks, n, **kw: caught.append((tasks, n, kw["threads"])))
+    assert J.train_missing(configs, device="cuda") == 0 and not caught       # the default: no workers
+    assert J.train_missing(configs, jobs=4, device="cuda") == 3
+    tasks, n, threads = caught[0]
+    assert n == 4 and threads == 2 and {t.args[-1] for t in tasks} == {"cuda"}

@@ -8,7 +8,9 @@ in a notebook.
 
     runs = run_grid({"SGD": sgd_config, "SAM": sam_config}, seeds=[0, 1, 2])   # label -> [Run per seed]
 
-Workers are fresh processes (:mod:`ltlib.runs.workers`). ``LTLIB_JOBS`` sets how many run at once; on a GPU it is 1.
+Workers are fresh processes (:mod:`ltlib.runs.workers`). ``LTLIB_JOBS`` sets how many run at once. On a GPU it is 1
+by default (the runs train one after the other in this process); ``LTLIB_JOBS=4`` opts in to four workers sharing
+the GPU, each with a quarter of the CPU cores, which pays where short runs leave the GPU waiting on the host.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..core.env import resolve_device
+from ..core.env import available_cpus, resolve_device
 from ..core.errors import ConfigError
 from ..methods.step import step_passes
 from .experiment import Run, config_from_dict, default_exp_dir, is_finished, run, run_dir
@@ -78,7 +80,7 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
             add_missing(stage2, config)
         else:
             add_missing(stage1, config)
-    if n_jobs == 1 or dev.type != "cpu" or len(stage1) + len(stage2) < 2:
+    if n_jobs == 1 or len(stage1) + len(stage2) < 2:      # on a GPU n_jobs is 1 unless LTLIB_JOBS (or jobs) says more
         return 0
     if jobs is None and all(c.profile == "smoke" for c in (*stage1.values(), *stage2.values())):
         return 0                            # a smoke run takes about a second, less than a worker's start-up
@@ -87,16 +89,18 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
         if len(phase) == 1:                 # one run: train it here, with its own progress bar
             run(next(iter(phase.values())), exp_dir=root, device=dev, data_dir=data_dir, progress=progress)
         elif phase:
-            run_tasks([train_task(c, root, data_dir) for c in phase.values()], n_jobs, desc="training",
-                      progress=progress)
+            # CPU workers take run_threads threads each; workers sharing a GPU split the cores between them
+            threads = None if dev.type == "cpu" else max(1, available_cpus() // n_jobs)
+            run_tasks([train_task(c, root, data_dir, dev) for c in phase.values()], n_jobs, desc="training",
+                      progress=progress, threads=threads)
         trained += len(phase)
     return trained
 
 
-def train_task(config, exp_dir: Path, data_dir: str | None = None) -> Task:
-    """The worker task that trains ``config`` into ``exp_dir``."""
+def train_task(config, exp_dir: Path, data_dir: str | None = None, device: str | torch.device = "cpu") -> Task:
+    """The worker task that trains ``config`` into ``exp_dir`` on ``device``."""
     return Task(config.run_name, "ltlib.runs.jobs:train_job",
-                [json.dumps(config.to_dict()), str(exp_dir), data_dir or ""], _cost(config))
+                [json.dumps(config.to_dict()), str(exp_dir), data_dir or "", str(device)], _cost(config))
 
 
 def _cost(config) -> float:
@@ -105,7 +109,7 @@ def _cost(config) -> float:
     return step_passes(config.step) * config.epochs
 
 
-def train_job(config_json: str, exp_dir: str, data_dir: str) -> None:
+def train_job(config_json: str, exp_dir: str, data_dir: str, device: str = "cpu") -> None:
     """What a worker of :func:`train_task` runs: train (or load) the config given as JSON into ``exp_dir``."""
-    run(config_from_dict(json.loads(config_json)), exp_dir=exp_dir, device="cpu", data_dir=data_dir or None,
+    run(config_from_dict(json.loads(config_json)), exp_dir=exp_dir, device=device, data_dir=data_dir or None,
         progress=False)

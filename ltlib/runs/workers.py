@@ -46,11 +46,13 @@ def default_jobs(device: str | torch.device = "auto") -> int:
     return env_count("LTLIB_JOBS", default, "runs")
 
 
-def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress: bool = True) -> None:
-    """Run ``tasks`` in ``jobs`` worker processes at a time, longest first; the first failure stops the
-    others (an interrupted run resumes from its last finished epoch next time) and raises :class:`JobError`."""
+def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress: bool = True,
+              threads: int | None = None) -> None:
+    """Run ``tasks`` in ``jobs`` worker processes at a time, longest first, each with ``threads`` CPU threads (default:
+    a CPU run's, ``run_threads``); the first failure stops the others (an interrupted run resumes from its last
+    finished epoch next time) and raises :class:`JobError`."""
     queue = sorted(tasks, key=lambda t: -t.cost)
-    env = {**os.environ, "OMP_NUM_THREADS": str(run_threads(torch.device("cpu"))), "LTLIB_JOBS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads or run_threads(torch.device("cpu"))), "LTLIB_JOBS": "1"}
     running: dict[subprocess.Popen, tuple[Task, Path, float]] = {}
     done: list[str] = []
     side = min(jobs, len(queue))
