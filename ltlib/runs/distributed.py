@@ -131,10 +131,10 @@ def wrap_model(model: nn.Module, info: DistInfo, compile: bool = False) -> nn.Mo
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def compile_model(model: nn.Module) -> nn.Module:
-    """``torch.compile(model)`` with the backend ``LTLIB_COMPILE_BACKEND`` names (default ``inductor``; ``eager``
-    traces without generating code, for tests and debugging)."""
-    return torch.compile(model, backend=os.environ.get("LTLIB_COMPILE_BACKEND", "inductor"))
+def compile_model(model: nn.Module, backend: str | None = None) -> nn.Module:
+    """``torch.compile(model)`` with ``backend``, else the one ``LTLIB_COMPILE_BACKEND`` names (default ``inductor``;
+    ``eager`` traces without generating code, for tests and debugging)."""
+    return torch.compile(model, backend=backend or os.environ.get("LTLIB_COMPILE_BACKEND", "inductor"))
 
 
 def evaluate_sharded(model: nn.Module, data, **options):

@@ -9,7 +9,8 @@ In one process, on the same model (ResNet-32), data shape, batch size and optimi
   :class:`~ltlib.data.loader.DeviceLoader`), with the default speed switches of :class:`RunConfig`;
 * the same for the SAM family, CC-SAM (with and without its mixup) and a plain step with CMO (p = 0.5);
 * evaluation of the 10k test set against a reference-style evaluation (DataLoader, batch 100, fp32);
-* the machine's ceiling: FLOP/s of a conv shaped like ResNet-32's first stage, forward + backward.
+* the machine's ceiling: FLOP/s of a conv shaped like ResNet-32's first stage, forward + backward;
+* on a GPU, ltlib's loop compiled too (``compile=True``), and at least 100 steps per segment.
 
 Variants run interleaved, ``--repeats`` times; the table gives median [min..max], and every ratio is
 paired within a repeat, because these machines are noisy and only same-process ratios count. Results
@@ -44,6 +45,7 @@ from ..methods.schedules import build_schedule
 from ..methods.step import autocast_for, build_sgd, build_step, step_passes
 from ..models import build_model
 from ..runs.config import RunConfig
+from ..runs.distributed import compile_model
 from ..runs.evaluate import eval_mode, evaluate
 from ..runs.experiment import default_exp_dir
 from ..runs.train import train_epoch
@@ -158,7 +160,7 @@ def reference_train(data: ImageSet, batch_size: int, steps: int, device: torch.d
 
 def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_size: int, steps: int,
                 device: torch.device, width: float, config: RunConfig, step_name: str = "sgd",
-                baseline: str | None = None, mixing: str = "none") -> Variant:
+                baseline: str | None = None, mixing: str = "none", compile_backend: str | None = None) -> Variant:
     """ltlib's training loop as the notebooks run it, over exactly ``steps`` batches per segment."""
     torch.manual_seed(0)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -168,7 +170,7 @@ def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_si
     options = (CCSAMOptions(class_counts=(1000, 599, 359, 215, 129, 77, 46, 27, 16, 10), radius=0.1)
                if step_name == "ccsam" else SAMOptions(tail_classes=BENCH_TAIL))
     step = build_step(step_name, optimizer, autocast_for(config.precision, device), model=model, options=options)
-    trained = torch.compile(model) if config.compile else model
+    trained = compile_model(model, compile_backend) if config.compile else model
     subset = ImageSet(data.images[: steps * batch_size], data.labels[: steps * batch_size], data.classes)
     loader = DeviceLoader(subset, batch_size=batch_size, mean=MEAN[: shape[0]], std=STD[: shape[0]],
                           padding=4 if shape[1] == 32 else 2, flip=True, channels_last=config.channels_last,
@@ -341,6 +343,8 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
     config = RunConfig()  # the default execution switches, as every run uses them
     if tiny:
         repeats, steps, batch_size, eval_images = 1, 2, 32, 200
+    elif dev.type == "cuda":
+        steps = max(steps, 100)      # a GPU step takes milliseconds: a few would time the launches, not the step
     width = 0.25 if tiny else 1.0
     cifar, native = (3, 32, 32), (1, 28, 28)
     train32 = bench_images(steps * batch_size, cifar, "train")
@@ -364,6 +368,12 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         ltlib_train(f"ltlib train, 28x28x1, width 0.5, {config.precision} (quick profile)", train28, native,
                     batch_size, steps, dev, width / 2, config, baseline=ref.name),
     ]
+    compiled = None
+    if dev.type == "cuda" or tiny:   # the GPU section: ltlib compiled (tiny: traced by the eager backend, the wiring only)
+        compiled = ltlib_train(f"ltlib train, 32x32x3, {config.precision}, compiled", train32, cifar, batch_size,
+                               steps, dev, width, config.replace(compile=True), baseline=ref.name,
+                               compile_backend="eager" if tiny else None)
+        variants.append(compiled)
     # half the steps for two-pass steps: they cost about two plain ones (ratios are per image)
     step_runs = {name: ltlib_train(f"ltlib {name} step, 32x32x3", train32, cifar, batch_size,
                                    max(steps // int(step_passes(name) + 0.5), 1), dev, width, config, step_name=name,
@@ -414,6 +424,7 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
         "train_speedup": by_name[plain.name]["ratio"],
         "train_speedup_native_28x28x1": by_name[native_run.name]["ratio"],
         "eval_speedup": by_name[fast_eval.name]["ratio"],
+        "train_speedup_compiled": by_name[compiled.name]["ratio"] if compiled else None,
         "ceiling_gflops_per_s": ceiling,
         "ceiling_share_percent": share,
         f"ceiling_share_percent_{other.precision}_switch": other_share,
