@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import os
@@ -138,7 +139,7 @@ def time_recipes(device: torch.device, data: LongTailData, steps: int, warmup: i
         for compile in ((False, True) if compiled else (False,)):
             setup = build_stage1(config, data, device)
             module = wrap_model(setup.model, DistInfo(), compile=compile)
-            batches = iter(setup.loader.epoch(0))
+            batches = itertools.chain.from_iterable(setup.loader.epoch(e) for e in itertools.count())
             t_compile = time.perf_counter()
             for _ in range(warmup):
                 setup.step(module, *next(batches), setup.loss_fn)

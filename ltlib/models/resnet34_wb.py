@@ -31,7 +31,8 @@ class ResNet34WB(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return global_average_pool(out)  # WB: avg_pool2d(4) on the 4x4 map
 
-    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
         wrapper passes through whole (CC-SAM's step needs both)."""
         feats = self.features(x)

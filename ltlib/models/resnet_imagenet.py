@@ -35,7 +35,8 @@ class TorchvisionResNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # stem, four stages, global average pool, flatten
 
-    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
         wrapper passes through whole (CC-SAM's step needs both)."""
         feats = self.features(x)

@@ -60,7 +60,8 @@ def _row(path: Path) -> dict | None:
         "imbalance_factor": config.imbalance_factor, "epochs": config.epochs, "profile": config.profile,
         "seed": config.seed, **{m: last[m] for m in METRICS},
         "train_time_s": metrics.get("train_time_s"), "hardware": hardware_label(env) if env else "",
-        "group": run_dir(config.with_seed(0), path.parent.parent, _device_kind(env)).name, "path": str(path), "config": _flat(config.to_dict()),
+        "group": run_dir(config.with_seed(0), path.parent.parent, _device_kind(env)).name, "path": str(path),
+        "config": _flat(config.to_dict()),
     }
 
 
