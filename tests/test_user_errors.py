@@ -85,6 +85,7 @@ def test_a_training_set_too_large_for_the_device_is_refused_with_what_to_change(
     from ltlib.core import env
     from ltlib.core.errors import DeviceMemoryError
     from ltlib.runs.setup import DEVICE_RESERVE_BYTES, check_device_memory
+    assert env.free_device_memory("cpu") is None and env.free_device_memory(torch.device("cpu")) is None
     images = torch.empty((437_513, 3, 256, 256), dtype=torch.uint8, device="meta")    # sizes only, no memory
     needed = images.numel()
     monkeypatch.setattr(env, "free_device_memory", lambda device: 80 * 10 ** 9)

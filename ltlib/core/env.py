@@ -36,8 +36,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def free_device_memory(device: torch.device) -> int | None:
+def free_device_memory(device: str | torch.device) -> int | None:
     """Bytes free on ``device`` now (CUDA), or None where the device's memory is the host's (CPU)."""
+    device = torch.device(device)
     if device.type != "cuda":
         return None
     free, _total = torch.cuda.mem_get_info(device)

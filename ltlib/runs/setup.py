@@ -109,7 +109,7 @@ DEVICE_RESERVE_BYTES = 4 * 2 ** 30
 _GB = 1e9
 
 
-def check_device_memory(config: RunConfig, images: torch.Tensor, device: torch.device) -> None:
+def check_device_memory(config: RunConfig, images: torch.Tensor, device: str | torch.device) -> None:
     """Refuse, before copying, a training set that would not fit in the device's free memory with
     :data:`DEVICE_RESERVE_BYTES` to spare (each DDP rank holds a whole copy). The error says what to change: a smaller
     ``image_size`` (the largest that fits), or ``data_path="stream"``, which decodes the image files each epoch."""
