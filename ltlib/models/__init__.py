@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..core.registry import Registry
+from .base import FeatureClassifier
 from .heads import NormedLinear, build_classifier, classifier_weight, reset_classifier
 from .resnet34_wb import ResNet34WB
 from .resnet_cifar import ResNetCifar
@@ -32,5 +33,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "NormedLinear", "ResNet34WB", "ResNetCifar", "TorchvisionResNet", "build_classifier", "build_model",
-           "classifier_weight", "count_parameters", "reset_classifier"]
+__all__ = ["MODELS", "FeatureClassifier", "NormedLinear", "ResNet34WB", "ResNetCifar", "TorchvisionResNet",
+           "build_classifier", "build_model", "classifier_weight", "count_parameters", "reset_classifier"]

@@ -11,10 +11,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.determinism import global_average_pool
+from .base import FeatureClassifier
 from .heads import build_classifier
 
 
-class ResNet34WB(nn.Module):
+class ResNet34WB(FeatureClassifier):
     def __init__(self, num_classes: int = 100, in_channels: int = 3, classifier: str = "linear") -> None:
         super().__init__()
         from torchvision.models import resnet34  # imported here: it costs every ltlib import ~2 s
@@ -30,11 +31,3 @@ class ResNet34WB(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return global_average_pool(out)  # WB: avg_pool2d(4) on the 4x4 map
-
-    def forward(self, x: torch.Tensor,
-                with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
-        wrapper passes through whole (CC-SAM's step needs both)."""
-        feats = self.features(x)
-        logits = self.classifier(feats)
-        return (feats, logits) if with_features else logits

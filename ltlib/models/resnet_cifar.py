@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..core.determinism import global_average_pool
 from ..core.errors import ConfigError
+from .base import FeatureClassifier
 from .heads import build_classifier
 
 
@@ -47,7 +48,7 @@ class BasicBlock(nn.Module):
         return F.relu(out, inplace=True)
 
 
-class ResNetCifar(nn.Module):
+class ResNetCifar(FeatureClassifier):
     """A CIFAR ResNet split into ``features(x)`` (pooled, ``B x 64*width``) and ``classifier``."""
 
     def __init__(self, blocks_per_stage: int = 5, num_classes: int = 10, in_channels: int = 3,
@@ -78,11 +79,3 @@ class ResNetCifar(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.layer3(self.layer2(self.layer1(out)))
         return global_average_pool(out)
-
-    def forward(self, x: torch.Tensor,
-                with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
-        wrapper passes through whole (CC-SAM's step needs both)."""
-        feats = self.features(x)
-        logits = self.classifier(feats)
-        return (feats, logits) if with_features else logits

@@ -10,13 +10,14 @@ import torch
 import torch.nn as nn
 
 from ..core.determinism import GlobalAveragePool
+from .base import FeatureClassifier
 from .heads import build_classifier
 
 
 ARCHS = {"resnet50": "resnet50", "resnext50": "resnext50_32x4d"}   # torchvision.models builders
 
 
-class TorchvisionResNet(nn.Module):
+class TorchvisionResNet(FeatureClassifier):
     def __init__(self, arch: str = "resnet50", num_classes: int = 1000, in_channels: int = 3,
                  classifier: str = "linear") -> None:
         super().__init__()
@@ -34,11 +35,3 @@ class TorchvisionResNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # stem, four stages, global average pool, flatten
-
-    def forward(self, x: torch.Tensor,
-                with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The logits; with ``with_features``, ``(features, logits)`` of one call, which a compiled or DDP
-        wrapper passes through whole (CC-SAM's step needs both)."""
-        feats = self.features(x)
-        logits = self.classifier(feats)
-        return (feats, logits) if with_features else logits
