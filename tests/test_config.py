@@ -109,10 +109,10 @@ def _recipe_hashes() -> dict[str, str]:
 
 
 def test_every_recipes_hash_is_pinned():
-    """Every cached run keeps its folder: 237 hashes (each recipe x profile x data set, with each stage-2 recipe,
-    and the series' method variants) equal the ones the code computed before issue 22's refactoring
-    (tests/pinned_hashes.json, commit ea438f6), but for the 67 that issue 25's recipe corrections changed on purpose
-    (its provenance lists them)."""
+    """Every cached run keeps its folder: the hashes of each recipe x profile x data set, with each stage-2 recipe,
+    and of the series' method variants equal the ones the code computed before issue 22's refactoring
+    (tests/pinned_hashes.json, commit ea438f6), but for the 67 that issue 25's recipe corrections changed on purpose;
+    recipes added since add their own (its provenance lists both)."""
     pinned = json.loads((Path(__file__).parent / "pinned_hashes.json").read_text())["hashes"]
     assert _recipe_hashes() == pinned
 
@@ -121,6 +121,7 @@ def test_each_methods_fields_live_in_its_own_settings_block():
     """A method's fields are declared once, in its block (none in RunConfig's own body, none in two blocks), and its
     registry entry names the block the run setup reads."""
     from ltlib.data.mixing import MIXINGS
+    from ltlib.data.strong import STRONG_AUGMENTS
     from ltlib.methods.losses import LOSSES
     from ltlib.methods.step import STEPS
     from ltlib.runs.config import BLOCKS
@@ -129,7 +130,7 @@ def test_each_methods_fields_live_in_its_own_settings_block():
     assert len(names) == len(set(names))
     assert not set(names) & set(RunConfig.__annotations__)          # RunConfig's own fields are the common ones
     assert {"rho", "ccsam_radius", "cmo_prob", "mixup_alpha", "ldam_s", "focal_gamma", "drw_beta", "la_tau"} <= set(names)
-    named = {e.info["settings"] for reg in (STEPS, LOSSES, MIXINGS) for e in map(reg.entry, reg) if "settings" in e.info}
+    named = {e.info["settings"] for reg in (STEPS, LOSSES, MIXINGS, STRONG_AUGMENTS) for e in map(reg.entry, reg) if "settings" in e.info}
     assert named | {block for block in BLOCKS if block.__name__ == "DRWSettings"} == set(BLOCKS)
 
 

@@ -97,7 +97,8 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path):
     assert {"cpu", "threads", "torch", "device", "dtype"} <= set(saved["machine"])
     names = [r["name"] for r in saved["results"]]
     assert any(n.startswith("reference train") for n in names) and any(n.startswith("reference eval") for n in names)
-    assert set(saved["step_cost_vs_sgd"]) == {"sam", "asam", "imbsam", "ccsam", "ccsam+mixup", "cmo"}
+    assert set(saved["step_cost_vs_sgd"]) == {"sam", "asam", "imbsam", "ccsam", "ccsam+mixup", "cmo", "autoaug_cutout",
+                                              "paco"}
     assert any(n.endswith(", compiled") for n in names) and saved["train_speedup_compiled"] > 0   # the GPU section
     assert all(v > 0 for v in saved["step_cost_vs_sgd"].values())
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in saved["results"])

@@ -41,12 +41,15 @@ class DeviceLoader:
         jitter: ColorJitter strength for brightness, contrast and saturation (0: off).
         seed: the training seed from which each epoch's draws derive.
         mix: the mixing rule applied to each normalised batch (see :mod:`ltlib.data.mixing`).
+        strong: a strong-augmentation rule applied after the crop and flip, or None (:mod:`ltlib.data.strong`;
+            the loader calls its ``start_epoch(seed, epoch)`` before each epoch).
     """
 
     def __init__(self, data: ImageSet, *, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                  sampler: Sampler | None = None, padding: int = 0, flip: bool = False, seed: int = 0,
                  drop_last: bool = False, channels_last: bool = False, device: torch.device | str = "cpu",
-                 mix=None, resized_crop: int | None = None, jitter: float = 0.0) -> None:
+                 mix=None, resized_crop: int | None = None, jitter: float = 0.0,
+                 strong=None) -> None:
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -55,6 +58,7 @@ class DeviceLoader:
         self.resized_crop, self.jitter = resized_crop, jitter
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
         self.mix = mix or NoMixing()
+        self.strong = strong
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(mean, device=self.device).view(shape)
         self.std = torch.tensor(std, device=self.device).view(shape)
@@ -70,6 +74,8 @@ class DeviceLoader:
         augment = epoch_generator(self.seed, epoch, _AUGMENT_STREAM, self.device)
         mix_gen = epoch_generator(self.seed, epoch, _MIX_STREAM, self.device)
         mix_rng = np.random.default_rng(derived_seed(self.seed, epoch, _MIX_STREAM))
+        if self.strong is not None:
+            self.strong.start_epoch(self.seed, epoch)
         if hasattr(self.mix, "start_epoch"):
             self.mix.start_epoch(self, epoch)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
@@ -78,11 +84,13 @@ class DeviceLoader:
 
     def fetch(self, idx: torch.Tensor, augment: torch.Generator) -> torch.Tensor:
         """The images at ``idx``, augmented with ``augment`` and normalised (a batch, or CMO's patches)."""
-        images = self.images[idx]
+        raw = images = self.images[idx]
         if self.resized_crop:
             images = random_resized_crop(images, self.resized_crop, self.flip, augment)
         elif self.padding or self.flip:
             images = pad_crop_flip(images, self.padding, self.flip, augment)
+        if self.strong is not None:
+            images = self.strong(raw, images)
         if self.jitter:
             images = color_jitter(images.float(), self.jitter, augment)
         return normalize(images, self.mean, self.std, self.channels_last)

@@ -85,6 +85,28 @@ class CCSAMWarmupMultiStep:
 
 
 @dataclass(frozen=True)
+class PacoMultiStep:
+    """CMO's ``paco_adjust_learning_rate`` (its 400-epoch recipe, after PaCo), per epoch e (0-based): lr (e+1) / w
+    for e <= w, so epoch w runs at 1.1 lr for w = 10 (the code's quirk, kept); then lr, x0.1 after 80% and x0.01
+    after 90% of the epochs (e > 320 and e > 360 of 400)."""
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 10
+    milestones: tuple[float, float] = (0.8, 0.9)
+
+    def __call__(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        first, second = (int(m * self.epochs) for m in self.milestones)
+        if self.warmup_epochs and epoch <= self.warmup_epochs:
+            return self.lr / self.warmup_epochs * (epoch + 1)
+        if epoch > second:
+            return self.lr * 0.01
+        if epoch > first:
+            return self.lr * 0.1
+        return self.lr
+
+
+@dataclass(frozen=True)
 class Constant:
     """The same learning rate throughout (CC-SAM's stage 2 on CIFAR: 0.01)."""
 
@@ -110,6 +132,8 @@ SCHEDULES.add("inat_multistep", functools.partial(WarmupMultiStep, milestones=(0
               "CMO's iNaturalist-2018: warm-up, then x0.1 at 75% of the epochs; x0.01 at 160% (never, as coded)")
 SCHEDULES.add("ccsam_multistep", CCSAMWarmupMultiStep,
               "CC-SAM stage 1: warm-up from 1/3 stepped per epoch, then x0.1 at 80% and x0.01 at 90% of the epochs")
+SCHEDULES.add("paco_multistep", PacoMultiStep,
+              "CMO's 400-epoch recipe: warm-up to (w+1)/w lr at epoch w, then x0.1 after 80% and x0.01 after 90%")
 SCHEDULES.add("constant", Constant, "a constant learning rate (CC-SAM's stage 2 on CIFAR)")
 
 

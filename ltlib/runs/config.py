@@ -49,6 +49,7 @@ from ..data.datasets import DATASETS, check_natural_tail
 from ..data.longtail import GROUP_SCHEMES, IMBALANCE_PROFILES, SUBSET_MODES, check_imbalance_factor
 from ..data.mixing import MIXINGS, CMOSettings, MixupSettings
 from ..data.samplers import SAMPLERS
+from ..data.strong import StrongAugmentSettings
 from ..methods.ccsam import CCSAMSettings
 from ..methods.logit_adjustment import LASettings
 from ..methods.losses import LOSSES, DRWSettings, FocalSettings, LDAMSettings
@@ -82,13 +83,13 @@ _CHOICES = {"val_split": ("none", "holdout", "unused", "official"), "data_path":
 
 @dataclass(frozen=True)
 class RunConfig(DRWSettings, LDAMSettings, FocalSettings, LASettings, MixupSettings, CMOSettings, SAMSettings,
-                CCSAMSettings):
+                CCSAMSettings, StrongAugmentSettings):
     """Everything that determines a training run. Build it with :func:`make_config`.
 
     The common fields are below; each method's fields come from its settings block (its bases here, declared,
     checked and hashed in the method's own file: DRW and the losses in ``methods/losses.py``, mixup and CMO in
     ``data/mixing.py``, logit adjustment in ``methods/logit_adjustment.py``, the SAM family in ``methods/sam.py``,
-    CC-SAM in ``methods/ccsam.py``)."""
+    CC-SAM in ``methods/ccsam.py``, the strong augmentation in ``data/strong.py``)."""
 
     name: str = "ce"
     # data
@@ -404,6 +405,27 @@ RECIPES.add("cmo", Recipe(
                cmo_start=1, cmo_end=1),
     large={name: dict(values, cmo_start=3, cmo_end=3) for name, values in CMO_LARGE.items()},
 ), "CMO / LDAM-DRW: ResNet-32, SGD lr 0.1, warm-up then x0.01 / x0.0001 at 80% / 90%, DRW at 80%; CMO p 0.5")
+
+RECIPES.add("cmo_400", Recipe(
+    # CMO's `--loss_type BS --epochs 400 --data_aug CMO --use_randaug` (algorithms.md §5.3, §1.3): the `cmo` recipe
+    # with Balanced Softmax, 400 epochs, paco_adjust_learning_rate (10-epoch warm-up peaking at 1.1 lr, x0.1 after
+    # epoch 320, x0.01 after 360) and, per image, AutoAugment + Cutout or the SimCLR-style pipeline. No DRW: the
+    # code's `epoch // 160` index cannot run past epoch 320 with it.
+    common=dict(model="resnet32", loss="bs", momentum=0.9, subset="shuffle", schedule="paco_multistep",
+                mixing="cmo", cmo_prob=0.5, cmo_beta=1.0, cmo_alpha=1.0, strong_augment="paco"),
+    paper=dict(epochs=400, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=10, eval_every=1,
+               cmo_start=3, cmo_end=3),
+    # CPU scale: the `cmo` recipe's quick scale; the warm-up at 3 epochs (it peaks at 4/3 lr)
+    quick=dict(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=3, eval_every=10, width=0.5,
+               cmo_start=1, cmo_end=1),
+), "CMO's 400-epoch recipe: BS + CMO, AutoAugment + Cutout or SimCLR-style per image, PaCo's step schedule")
+
+RECIPES.add("ccsam_autoaug", Recipe(
+    # CC-SAM's stronger-augmentation variant (README; algorithms.md §1.3, §3.6): the `ccsam` recipe with mixup off
+    # and AutoAugment + Cutout after the crop and flip (the lines its datasets/Cifar.py leaves commented out)
+    common=dict(RECIPES.get("ccsam").common, mixing="none", strong_augment="autoaug_cutout"),
+    paper=RECIPES.get("ccsam").paper, quick=RECIPES.get("ccsam").quick, datasets=RECIPES.get("ccsam").datasets,
+), "CC-SAM stage 1 with AutoAugment + Cutout and mixup off (its README's variant)")
 
 PROFILES: Registry[dict] = Registry("profile")
 PROFILES.add("paper", dict(val_split="none"), "the published recipe at full scale (meant for a GPU)")

@@ -19,6 +19,7 @@ from ..data.datasets import DATASETS, LongTailData, load_longtail
 from ..data.loader import DeviceLoader
 from ..data.mixing import MIXINGS, build_mixing
 from ..data.samplers import build_sampler
+from ..data.strong import build_strong_augment
 from ..data.stream import StreamedImages, StreamLoader
 from ..methods.losses import LOSSES, DRWSettings, build_loss
 from ..methods.schedules import build_schedule
@@ -144,7 +145,7 @@ def train_loader(config: RunConfig, data: LongTailData, sampler: str, batch_size
         sampler=build_sampler(sampler, data.train.labels.to(device)), padding=config.crop_padding,
         flip=config.flip, seed=config.seed, drop_last=config.drop_last if drop_last is None else drop_last,
         channels_last=config.channels_last, device=device, mix=mix, resized_crop=data.crop_size,
-        jitter=config.color_jitter,
+        jitter=config.color_jitter, strong=build_strong_augment(config.strong_augment),
     )
 
 

@@ -7,7 +7,8 @@ In one process, on the same model (ResNet-32), data shape, batch size and optimi
   fp32, ``loss.item()`` every step;
 * ltlib's loop exactly as the notebooks run it (:func:`ltlib.runs.train.train_epoch` on a
   :class:`~ltlib.data.loader.DeviceLoader`), with the default speed switches of :class:`RunConfig`;
-* the same for the SAM family, CC-SAM (with and without its mixup) and a plain step with CMO (p = 0.5);
+* the same for the SAM family, CC-SAM (with and without its mixup), a plain step with CMO (p = 0.5) and a plain
+  step with each strong augmentation (AutoAugment + Cutout; CMO's 400-epoch per-image mix);
 * evaluation of the 10k test set against a reference-style evaluation (DataLoader, batch 100, fp32);
 * the machine's ceiling: FLOP/s of a conv shaped like ResNet-32's first stage, forward + backward;
 * on a GPU, ltlib's loop compiled too (``compile=True``), and at least 100 steps per segment.
@@ -38,6 +39,7 @@ from ..core.env import configure_threads, cpu_model, resolve_device
 from ..data.loader import DeviceLoader
 from ..data.mixing import build_mixing
 from ..data.sources import ImageSet, load_fashion_mnist
+from ..data.strong import build_strong_augment
 from ..methods.ccsam import CCSAMOptions
 from ..methods.losses import CrossEntropy
 from ..methods.sam import SAMOptions
@@ -58,6 +60,8 @@ BENCH_STEPS = ("sam", "asam", "imbsam", "ccsam")
 BENCH_TAIL = (7, 8, 9)  # ImbSAM's tail classes in the benchmark (its cost does not depend on which)
 # CMO as its recipe runs it (p 0.5), on in every epoch of the benchmark
 BENCH_MIXING = {"cmo": dict(prob=0.5, epochs=10**9, start=-1, end=0)}
+# the strong augmentations (CC-SAM's AutoAug variant, CMO's 400-epoch recipe): per-image torchvision transforms
+BENCH_STRONG = ("autoaug_cutout", "paco")
 
 
 # --------------------------------------------------------------------------- data
@@ -160,7 +164,8 @@ def reference_train(data: ImageSet, batch_size: int, steps: int, device: torch.d
 
 def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_size: int, steps: int,
                 device: torch.device, width: float, config: RunConfig, step_name: str = "sgd",
-                baseline: str | None = None, mixing: str = "none", compile_backend: str | None = None) -> Variant:
+                baseline: str | None = None, mixing: str = "none", compile_backend: str | None = None,
+                strong: str = "none") -> Variant:
     """ltlib's training loop as the notebooks run it, over exactly ``steps`` batches per segment."""
     torch.manual_seed(0)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -174,7 +179,8 @@ def ltlib_train(name: str, data: ImageSet, shape: tuple[int, int, int], batch_si
     subset = ImageSet(data.images[: steps * batch_size], data.labels[: steps * batch_size], data.classes)
     loader = DeviceLoader(subset, batch_size=batch_size, mean=MEAN[: shape[0]], std=STD[: shape[0]],
                           padding=4 if shape[1] == 32 else 2, flip=True, channels_last=config.channels_last,
-                          device=device, mix=build_mixing(mixing, **BENCH_MIXING.get(mixing, {})))
+                          device=device, mix=build_mixing(mixing, **BENCH_MIXING.get(mixing, {})),
+                          strong=build_strong_augment(strong))
     schedule = build_schedule("cosine", 0.1, epochs=10_000)
     loss_fn = CrossEntropy()
     epoch = iter(range(10**9))
@@ -386,6 +392,9 @@ def run_benchmark(*, tiny: bool = False, repeats: int = 5, steps: int = 8, batch
     step_runs.update({name: ltlib_train(f"ltlib sgd step + {name}, 32x32x3", train32, cifar, batch_size, steps, dev,
                                         width, config, baseline=plain.name, mixing=name)
                       for name in BENCH_MIXING})
+    step_runs.update({name: ltlib_train(f"ltlib sgd step + {name} augmentation, 32x32x3", train32, cifar, batch_size,
+                                        steps, dev, width, config, baseline=plain.name, strong=name)
+                      for name in BENCH_STRONG})
     variants += step_runs.values()
     eval_model = build_model("resnet32", 10, in_channels=3, width=width).to(dev)
     ref_eval = reference_eval(eval_model, test32, dev)
