@@ -37,3 +37,16 @@ def test_the_summary_names_a_case_that_differs():
               "recipes": [], "notebooks": {"skipped": "x"}, "torchrun": {"ok": True, "runs": {}}}
     text = devicecheck.summary(report)
     assert "1 of 2 cases agree" in text and "DIFFERS: loss=bs RuntimeError: boom" in text
+
+
+def test_the_torchrun_part_gives_a_verdict(exp_dir, tmp_path):
+    """Two gloo ranks on the CPU stand in for two GPUs: the same code launches both runs (one smoke epoch on the real
+    Fashion-MNIST, as on a GPU machine) and judges the gap."""
+    result = devicecheck.torchrun_epoch(devicecheck.torch.device("cpu"), tmp_path, processes=2)
+    assert set(result["runs"]) == {"1 process", "2 processes"}, result
+    assert result["ok"] == (result["gap_points"] <= devicecheck.TORCHRUN_TOLERANCE)
+    assert "torchrun: ok" in devicecheck.summary({**_EMPTY, "torchrun": {**result, "ok": True}})
+    assert "torchrun: DIFFERS" in devicecheck.summary({**_EMPTY, "torchrun": {**result, "ok": False}})
+
+
+_EMPTY = {"device": "cpu", "agreement": [], "recipes": [], "notebooks": {"skipped": "x"}}

@@ -1,6 +1,7 @@
 """`make tutorial`'s parameters per notebook: the short path, the full path, clear errors, and its timings files."""
 import json
 
+import papermill
 import pytest
 
 from ltlib.tools.tutorial import is_summary, notebooks, tutorial_parameters
@@ -22,6 +23,14 @@ def test_the_full_path_keeps_each_notebooks_defaults_unless_seeds_are_given():
     assert tutorial_parameters("03.ipynb", ALL, "paper", "cifar100_lt", full=True) == \
         {"profile": "paper", "dataset": "cifar100_lt"}
     assert tutorial_parameters("03.ipynb", ALL, "quick", "d", seeds=2, full=True)["seeds"] == [0, 1]
+
+
+def test_a_device_replaces_the_notebooks_auto_device():
+    """The device check runs the notebooks on the device it checks (its --device), not on whatever 'auto' picks."""
+    assert tutorial_parameters("01.ipynb", ALL | {"device"}, "smoke", "d", device="cuda:1")["device"] == "cuda:1"
+    assert "device" not in tutorial_parameters("01.ipynb", ALL | {"device"}, "smoke", "d")
+    for nb in notebooks():
+        assert "device" in papermill.inspect_notebook(str(nb)), nb.name
 
 
 def test_bad_input_is_named():

@@ -42,16 +42,17 @@ def is_summary(notebook: str | Path) -> bool:
 
 
 def tutorial_parameters(notebook: str | Path, known: set[str], profile: str, dataset: str,
-                        seeds: int | None = None, full: bool = False, last: bool = False) -> dict:
+                        seeds: int | None = None, full: bool = False, last: bool = False,
+                        device: str | None = None) -> dict:
     """The papermill parameters of one notebook of the series.
 
     ``known`` is the notebook's parameter names. The short path gives every notebook but the summary one seed and
     ``extras=False``; the summary (``last``: 07, :func:`is_summary`) gets ``seeds`` seeds for its headline rows. ``full`` keeps each notebook's
-    own defaults, except ``seeds`` when given.
+    own defaults, except ``seeds`` when given. ``device`` (e.g. ``"cuda:1"``) replaces the notebooks' ``"auto"``.
     """
     if seeds is not None and seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
-    params = {"profile": profile, "dataset": dataset}
+    params = {"profile": profile, "dataset": dataset, **({"device": device} if device is not None else {})}
     if full:
         chosen = None if seeds is None else list(range(seeds))
     else:
@@ -76,7 +77,8 @@ def save_timings(out_dir: Path, timings: dict) -> list[Path]:
 
 
 def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fashion_mnist_lt",
-                 seeds: int | None = None, full: bool = False, only: list[str] | None = None) -> dict:
+                 seeds: int | None = None, full: bool = False, only: list[str] | None = None,
+                 device: str | None = None) -> dict:
     """Execute the series with papermill, export each notebook to HTML, and return (and save) the timings."""
     import papermill
     from nbconvert import HTMLExporter
@@ -91,7 +93,7 @@ def run_tutorial(out_dir: str | Path, profile: str = "quick", dataset: str = "fa
     start = time.perf_counter()
     for nb in chosen:
         known = set(papermill.inspect_notebook(str(nb)))
-        params = tutorial_parameters(nb, known, profile, dataset, seeds, full, last=is_summary(nb))
+        params = tutorial_parameters(nb, known, profile, dataset, seeds, full, last=is_summary(nb), device=device)
         out = out_dir / nb.name
         print(f"== {nb.name}: {params}", flush=True)
         t0 = time.perf_counter()
@@ -126,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="every notebook with its own defaults")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 06 07")
     parser.add_argument("--out", default=None, help="default: exp/tutorial/ (or $LTLIB_EXP_DIR/tutorial/)")
+    parser.add_argument("--device", default=None, help="the notebooks' device (default: theirs, 'auto')")
     args = parser.parse_args(argv)
     args.out = args.out or str(default_exp_dir() / "tutorial")
-    timings = run_tutorial(args.out, args.profile, args.dataset, args.seeds, args.full, args.only)
+    timings = run_tutorial(args.out, args.profile, args.dataset, args.seeds, args.full, args.only, device=args.device)
     exp = default_exp_dir()
     print(f"Executed notebooks and their HTML: {args.out}/  figures: {exp / 'figures'}/  runs: {exp / args.dataset}/")
     print(f"Wall time: {timings['seconds'] / 60:.1f} min ({timings['hardware']})")
