@@ -3,12 +3,14 @@
 On the best device present it
 
 1. runs one step of every step strategy, every loss (with DRW where it applies) and every mixing rule on the same
-   small batch on the device and on the CPU, and checks that the loss and the updated weights agree;
-2. executes every notebook under papermill in the smoke profile (needs Fashion-MNIST; skipped otherwise);
+   small batch on the device and on the CPU, and checks that the loss and the updated weights agree; and a few steps
+   of the captured step (``graph_step``) against the eager one on the device;
+2. executes every notebook under papermill in the smoke profile on the device (needs Fashion-MNIST; skipped
+   otherwise);
 3. times steps of each paper recipe on CIFAR-100-LT (the real files when present, else random images with the same
-   shape and class counts), eager and compiled, and extrapolates the full run, evaluation included;
-4. trains one smoke epoch under torchrun on every visible GPU and once in one process, and compares them
-   (skipped with fewer than two GPUs);
+   shape and class counts), eager, compiled and captured, and extrapolates the full run, evaluation included;
+4. trains one smoke epoch under torchrun on every visible GPU and once in one process, and checks that both finish
+   and land within ``TORCHRUN_TOLERANCE`` points of test accuracy (skipped with fewer than two GPUs);
 
 and writes a JSON report (``exp/devicecheck/devicecheck-<time>.json``) and prints a short table. ``--tiny`` runs the
 same code at toy sizes (a few steps, no notebooks, no torchrun; compiled with the ``eager`` backend unless
@@ -48,6 +50,7 @@ from .runs.distributed import wrap_model
 from .runs.evaluate import evaluate
 from .runs.experiment import default_exp_dir
 from .runs.setup import build_stage1, eval_options, load_data
+from .runs.train import set_lr
 from .tools.tutorial import run_tutorial
 
 # agreement: relative to the largest weight change of the step (the CPU's), what the device may differ by
@@ -130,16 +133,52 @@ def agreement(device: torch.device, data: LongTailData, batch_size: int = 32) ->
     return rows
 
 
+def graph_agreement(device: torch.device, data: LongTailData, steps: int = 6, batch_size: int = 32) -> list[dict]:
+    """``steps`` steps of a few step strategies and mixing rules, eager and with ``graph_step`` (captured on CUDA after
+    its warm-up steps), from the same weights on the same batches on ``device``: the largest weight difference,
+    relative to the largest weight change."""
+    rows = []
+    for case in (dict(), dict(step="sam"), dict(step="ccsam", mixing="mixup"),
+                 dict(mixing="cmo", cmo_start=0, cmo_end=0, reweight="drw")):
+        config = make_config("smoke", "ce", "cifar100_lt", batch_size=batch_size, epochs=2, optimizer_impl="fused",
+                             **case)
+        label = "graph " + (" ".join(f"{k}={v}" for k, v in case.items() if not k.startswith("cmo_")) or "step=sgd")
+        try:
+            states = []
+            for graph in (False, True):
+                setup = build_stage1(config.replace(graph_step=graph), data, device)   # seeded: the same weights
+                if not graph:
+                    start = copy.deepcopy(setup.model.state_dict())
+                for part in (setup.step, setup.loss_fn):
+                    if hasattr(part, "start_epoch"):
+                        part.start_epoch(config.epochs - 1)
+                for i, (images, targets) in enumerate(itertools.islice(setup.loader.epoch(config.epochs - 1), steps)):
+                    set_lr(setup.optimizer, setup.schedule(config.epochs - 1, i, len(setup.loader)))
+                    setup.step(setup.model, images, targets, setup.loss_fn)
+                states.append(setup.model.state_dict())
+            change = max((states[0][k].float() - v.float()).abs().max().item()
+                         for k, v in start.items() if v.is_floating_point())
+            diff = max((states[1][k].float() - v.float()).abs().max().item()
+                       for k, v in states[0].items() if v.is_floating_point())
+            rows.append(dict(case=label, captured=device.type == "cuda", steps=steps, weight_change=change,
+                             weight_diff=diff, ok=diff <= AGREE_RTOL * max(change, 1e-12)))
+        except (LtlibError, RuntimeError, ValueError) as err:
+            rows.append(dict(case=label, ok=False, error=f"{type(err).__name__}: {err}"))
+    return rows
+
+
 def time_recipes(device: torch.device, data: LongTailData, steps: int, warmup: int, compiled: bool,
                  tiny: bool) -> list[dict]:
-    """Seconds per step of each paper recipe (eager, and compiled when ``compiled``), and the full run's time
-    extrapolated: its epochs x steps per epoch, plus its evaluations of the test set."""
+    """Seconds per step of each paper recipe (eager, and with ``compiled`` also compiled and as a captured CUDA graph,
+    ``graph_step``, which elsewhere runs the eager step), and the full run's time extrapolated: its epochs x steps per
+    epoch, plus its evaluations of the test set."""
     rows = []
     for recipe in RECIPES:
         toy = {"model": "resnet32", "width": 0.25, "batch_size": 8} if tiny else {}
         config = make_config("paper", recipe, "cifar100_lt", **toy)
-        for compile in ((False, True) if compiled else (False,)):
-            setup = build_stage1(config, data, device)
+        for compile, graph in [(False, False)] + ([(True, False), (False, True)] if compiled else []):
+            setup = build_stage1(config.replace(graph_step=True, optimizer_impl="fused") if graph else config, data,
+                                 device)
             module = wrap_model(setup.model, DistInfo(), compile=compile)
             batches = itertools.chain.from_iterable(setup.loader.epoch(e) for e in itertools.count())
             t_compile = time.perf_counter()
@@ -159,7 +198,8 @@ def time_recipes(device: torch.device, data: LongTailData, steps: int, warmup: i
             evaluate(setup.model, data.test, **eval_options(config, data))
             eval_s = time.perf_counter() - t_eval
             evals = math.ceil(config.epochs / config.eval_every)
-            rows.append(dict(recipe=recipe, model=config.model, step=config.step, compiled=compile,
+            rows.append(dict(recipe=recipe, model=config.model, step=config.step, compiled=compile, graph=graph,
+                             captured=graph and device.type == "cuda",
                              batch_size=config.batch_size, steps_timed=done, ms_per_step=1e3 * per_step,
                              warmup_s=t0 - t_compile, steps_per_epoch=len(setup.loader), epochs=config.epochs,
                              eval_s=eval_s, full_run_min=(config.epochs * len(setup.loader) * per_step
@@ -233,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with threads_for_run(device):         # as a run trains: on a CPU, LTLIB_RUN_THREADS threads (1 by default)
         report = {"device": str(device), "environment": environment(device), "tiny": args.tiny, "data": source,
-                  "agreement": agreement(device, data, batch_size=16 if args.tiny else 32)}
+                  "agreement": agreement(device, data, batch_size=16 if args.tiny else 32)
+                  + graph_agreement(device, data, steps=4 if args.tiny else 6, batch_size=16 if args.tiny else 32)}
         report["recipes"] = time_recipes(device, data, steps=steps, warmup=1 if args.tiny else 20, compiled=True,
                                          tiny=args.tiny)
     with tempfile.TemporaryDirectory() as scratch:
@@ -252,12 +293,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(report: dict) -> str:
     """The report as a few lines: agreement, the recipes' step times and full-run estimates, what was skipped."""
-    agree = report["agreement"]
-    lines = [f"agreement, {report['device']} against the CPU: {sum(r['ok'] for r in agree)} of {len(agree)} "
-             "cases agree" + "".join(f"\n  DIFFERS: {r['case']} {r.get('error', '')}" for r in agree if not r["ok"])]
-    lines.append(f"{'recipe':8} {'compiled':8} {'ms/step':>8} {'full run (min)':>15}")
+    agree = [r for r in report["agreement"] if not r["case"].startswith("graph ")]
+    graphs = [r for r in report["agreement"] if r["case"].startswith("graph ")]
+    lines = [f"agreement, {report['device']} against the CPU: {sum(r['ok'] for r in agree)} of {len(agree)} cases "
+             f"agree; graph_step against the eager step on {report['device']}: {sum(r['ok'] for r in graphs)} of "
+             f"{len(graphs)}" + "".join(f"\n  DIFFERS: {r['case']} {r.get('error', '')}"
+                                        for r in agree + graphs if not r["ok"])]
+    lines.append(f"{'recipe':14} {'variant':9} {'ms/step':>8} {'full run (min)':>15}")
     for r in report["recipes"]:
-        lines.append(f"{r['recipe']:8} {str(r['compiled']):8} {r['ms_per_step']:8.1f} {r['full_run_min']:15.1f}")
+        variant = "graph" if r.get("graph") else "compiled" if r["compiled"] else "eager"
+        variant += "*" if r.get("graph") and not r.get("captured") else ""
+        lines.append(f"{r['recipe']:14} {variant:9} {r['ms_per_step']:8.1f} {r['full_run_min']:15.1f}")
+    if any(r.get("graph") and not r.get("captured") for r in report["recipes"]):
+        lines.append("* not captured: graphs are CUDA's; on this device graph_step runs the eager step")
     for part in ("notebooks", "torchrun"):
         value = report[part]
         if "skipped" in value:

@@ -23,12 +23,17 @@ def test_the_tiny_device_check_passes_and_writes_its_report(tmp_path, monkeypatc
     assert {f"loss={loss}" for loss in LOSSES} <= {c.split(" ")[0] for c in cases}
     assert {f"mixing={m}" for m in MIXINGS if m != "none"} <= {c.split(" ")[0] for c in cases}
     assert "loss=ce reweight=drw" in cases
-    timed = {(row["recipe"], row["compiled"]) for row in report["recipes"]}
-    assert timed == {(r, c) for r in RECIPES for c in (False, True)}
+    assert {c for c in cases if c.startswith("graph ")} == {"graph step=sgd", "graph step=sam",
+                                                              "graph step=ccsam mixing=mixup",
+                                                              "graph mixing=cmo reweight=drw"}
+    timed = {(row["recipe"], row["compiled"], row["graph"]) for row in report["recipes"]}
+    assert timed == {(r, c, g) for r in RECIPES for c, g in ((False, False), (True, False), (False, True))}
+    assert not any(row["captured"] for row in report["recipes"])          # graphs are CUDA's
     assert all(row["ms_per_step"] > 0 and row["full_run_min"] > 0 for row in report["recipes"])
     assert report["notebooks"] == {"skipped": "--tiny"} and report["torchrun"] == {"skipped": "--tiny"}
     said = capsys.readouterr().out
-    assert f"{len(cases)} of {len(cases)} cases agree" in said and "imbsam" in said
+    assert f"{len(cases) - 4} of {len(cases) - 4} cases agree; graph_step against the eager step on cpu: 4 of 4" \
+        in said and "imbsam" in said
 
 
 def test_the_summary_names_a_case_that_differs():

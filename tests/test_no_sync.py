@@ -79,3 +79,19 @@ def test_no_loss_or_mixing_rule_waits_for_the_device(fake_fmnist, loss, mixing):
         extra["reweight"] = "drw"
     config = make_config("smoke", loss=loss, mixing=mixing, test_per_class=None, batch_size=16, **extra)
     assert steady_state_transfers(config) == []
+
+
+def test_the_captured_steps_tensor_learning_rate_is_set_without_a_transfer(fake_fmnist):
+    """graph_step: the loop fills the learning-rate tensor in place and the fused SGD reads it on the device."""
+    from ltlib.runs.train import set_lr
+
+    config = make_config("smoke", test_per_class=None, batch_size=16, graph_step=True, optimizer_impl="fused")
+    setup = build_stage1(config, load_data(config), torch.device("cpu"))
+    batches = setup.loader.epoch(0)
+    setup.step(setup.model, *next(batches), setup.loss_fn)
+    spy = HostTransfers()
+    with spy:
+        for i, (images, targets) in zip(range(1, 3), batches):
+            set_lr(setup.optimizer, setup.schedule(0, i, len(setup.loader)))
+            setup.step(setup.model, images, targets, setup.loss_fn)
+    assert spy.calls == []

@@ -19,7 +19,8 @@ runs from 255 rather than 256), and a 13-pixel GaussianBlur kernel (3 sigma at s
 The transforms draw from torch's global CPU generator; each batch seeds it, inside ``fork_rng``, from a host
 generator seeded per (seed, epoch) in :meth:`StrongAugment.start_epoch`, so an epoch replays exactly and nothing
 waits for the device. CMO's patches, fetched by the same loader, draw from the same stream (both loaders of the
-reference see the same pipeline).
+reference see the same pipeline). The transforms draw their parameters on the host; whether torchvision's ops wait
+for a GPU somewhere inside has not been checked on one (tests/test_no_sync.py covers the standard pipeline only).
 """
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ from ..data.mixing import MIXINGS, CMOSettings, MixupSettings
 from ..data.samplers import SAMPLERS
 from ..data.strong import StrongAugmentSettings
 from ..methods.ccsam import CCSAMSettings
+from ..methods.graphs import check_graph_step
 from ..methods.logit_adjustment import LASettings
 from ..methods.losses import LOSSES, DRWSettings, FocalSettings, LDAMSettings
 from ..methods.sam import SAMSettings
@@ -64,7 +65,7 @@ LABEL_FIELDS = ("name", "profile", "recipe")
 # Execution switches: they change speed and floating-point rounding only (like the device or the thread
 # count), never the recipe, so a run cached with one setting is reused with another. Left out of the hash.
 EXECUTION_FIELDS = ("channels_last", "optimizer_impl", "compile", "eval_batch_size", "fold_bn", "num_workers",
-                    "deterministic")
+                    "deterministic", "graph_step")
 # Fields added after runs were cached are hashed only where they matter, so that every earlier run keeps its
 # hash (and its cache folder). A method's fields follow its settings block's rule (``hashed_fields``: the SAM
 # family's when the step is not plain "sgd", CC-SAM's when it is "ccsam", a mixing rule's when it is on, a loss's
@@ -137,6 +138,7 @@ class RunConfig(DRWSettings, LDAMSettings, FocalSettings, LASettings, MixupSetti
     fold_bn: bool = True                # evaluate with BatchNorm folded into the convolutions
     num_workers: int = 8                # data_path="stream": the processes that decode the training images
     deterministic: bool = False         # CUDA: deterministic kernels, so a rerun repeats a run bit for bit (slower)
+    graph_step: bool = False            # CUDA: replay each step as a captured CUDA graph (ltlib.methods.graphs)
     # evaluation
     eval_every: int = 1
     tta: bool = False                   # flip TTA on the reported numbers (WB / ImbSAM report with it)
@@ -275,6 +277,7 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"RunConfig.color_jitter: a ColorJitter strength >= 0, got {cfg.color_jitter!r}")
     if cfg.color_jitter and DATASETS.get(cfg.dataset).image_shape[0] != 3:
         raise ConfigError(f"RunConfig.color_jitter: jitters colour, but {cfg.dataset} is greyscale; set it to 0")
+    check_graph_step(cfg)
     for block in BLOCKS:                   # each method checks its own fields
         block.check_block(cfg)
 

@@ -22,6 +22,7 @@ from ..data.samplers import build_sampler
 from ..data.strong import build_strong_augment
 from ..data.stream import StreamedImages, StreamLoader
 from ..methods.losses import LOSSES, DRWSettings, build_loss
+from ..methods.graphs import GraphedStep, tensor_lr
 from ..methods.schedules import build_schedule
 from ..methods.step import STEPS, build_sgd, build_step
 from ..models import build_model
@@ -76,6 +77,9 @@ def build_stage1(config: RunConfig, data: LongTailData, device: torch.device) ->
                           config.optimizer_impl)
     step = build_step(config.step, optimizer, autocast_for(config.precision, device), model=model,
                       options=step_options(config, data.class_counts.tolist()))
+    if config.graph_step:      # on CUDA each step replays a captured graph; elsewhere the same step runs as it is
+        step = GraphedStep(step)
+        tensor_lr(optimizer)
     return Setup(model, optimizer, step, loss_for(config, data.class_counts.tolist()).to(device),
                  build_schedule(config.schedule, config.lr, config.epochs, config.warmup_epochs),
                  stage1_loader(config, data, device),

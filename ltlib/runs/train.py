@@ -23,8 +23,12 @@ EpochEndFn = Callable[[int, dict], None]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor learning rate (a captured step reads it) is filled in place."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
