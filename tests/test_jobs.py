@@ -1,4 +1,6 @@
 """Runs trained side by side in worker processes equal runs trained one at a time in this process."""
+import os
+
 import pytest
 import torch
 
@@ -79,7 +81,8 @@ def test_analyses_in_workers_equal_analyses_here(fake_fmnist, tmp_path):
 
 def test_on_a_gpu_workers_are_opt_in_and_share_the_cores(fake_fmnist, exp_dir, monkeypatch):
     """On a GPU the runs train one after the other in this process unless jobs (LTLIB_JOBS) asks for more; then
-    each worker trains on the GPU with its share of the CPU cores. The GPU is faked: the tasks are caught."""
+    long-lived workers train on the GPU, each with its share of the CPU cores. The GPU is faked: the tasks are
+    caught."""
     from ltlib.runs import jobs as J
     from ltlib.runs.config import make_config
     configs = [make_config("smoke", name=f"gpu-{i}", test_per_class=None) for i in range(3)]
@@ -87,8 +90,37 @@ def test_on_a_gpu_workers_are_opt_in_and_share_the_cores(fake_fmnist, exp_dir, m
     monkeypatch.setattr(J, "resolve_device", lambda device: torch.device("cuda"))
     monkeypatch.setattr(J, "default_jobs", lambda device: 1)
     monkeypatch.setattr(J, "available_cpus", lambda: 8)
-    monkeypatch.setattr(J, "run_tasks", lambda tasks, n, **kw: caught.append((tasks, n, kw["threads"])))
+    monkeypatch.setattr(J, "run_tasks", lambda tasks, n, **kw: caught.append((tasks, n, kw["threads"],
+                                                                               kw["long_lived"])))
     assert J.train_missing(configs, device="cuda") == 0 and not caught       # the default: no workers
     assert J.train_missing(configs, jobs=4, device="cuda") == 3
-    tasks, n, threads = caught[0]
-    assert n == 4 and threads == 2 and {t.args[-1] for t in tasks} == {"cuda"}
+    tasks, n, threads, long_lived = caught[0]
+    assert n == 4 and threads == 2 and long_lived and {t.args[-1] for t in tasks} == {"cuda"}
+
+
+def test_long_lived_workers_take_task_after_task(tmp_path):
+    """Five tasks, two long-lived workers: every task runs, in one of two processes."""
+    tasks = [Task(f"ping-{i}", "ltlib.runs.workers:ping", [str(tmp_path / f"{i}.pid")]) for i in range(5)]
+    run_tasks(tasks, 2, progress=False, long_lived=True)
+    pids = {(tmp_path / f"{i}.pid").read_text() for i in range(5)}
+    assert len(pids) == 2 and str(os.getpid()) not in pids
+
+
+def test_runs_trained_one_after_another_in_a_long_lived_worker_equal_runs_trained_here(fake_fmnist, tmp_path):
+    """Nothing of one run (seeds, caches, threads) leaks into the next one its worker trains."""
+    from ltlib.runs.experiment import run
+    from ltlib.runs.jobs import train_task
+
+    configs = [_config(name="ll-ce"), _config(name="ll-ce", seed=1)]
+    run_tasks([train_task(c, tmp_path / "pool") for c in configs], 1, progress=False, long_lived=True)
+    assert len(list((tmp_path / "pool").rglob("metrics.json"))) == 2     # the worker trained both, one after another
+    for config in configs:
+        here = run(config, exp_dir=tmp_path / "here", progress=False)
+        there = run(config, exp_dir=tmp_path / "pool", progress=False)       # loads what the worker trained
+        assert _same_weights(here, there), config.name
+
+
+def test_a_failing_long_lived_worker_names_its_task_and_stops(tmp_path):
+    tasks = [Task("bad-job", "nonsense", [], cost=2), Task("ok", "ltlib.runs.workers:ping", [str(tmp_path / "p")])]
+    with pytest.raises(JobError, match="(?s)bad-job failed in its worker.*ltlib.<module>:<function>"):
+        run_tasks(tasks, 2, progress=False, long_lived=True)

@@ -8,9 +8,11 @@ in a notebook.
 
     runs = run_grid({"SGD": sgd_config, "SAM": sam_config}, seeds=[0, 1, 2])   # label -> [Run per seed]
 
-Workers are fresh processes (:mod:`ltlib.runs.workers`). ``LTLIB_JOBS`` sets how many run at once. On a GPU it is 1
-by default (the runs train one after the other in this process); ``LTLIB_JOBS=4`` opts in to four workers sharing
-the GPU, each with a quarter of the CPU cores, which pays where short runs leave the GPU waiting on the host.
+Workers are processes (:mod:`ltlib.runs.workers`). ``LTLIB_JOBS`` sets how many run at once. On the CPU each run gets
+a fresh process. On a GPU it is 1 by default (the runs train one after the other in this process); ``LTLIB_JOBS=4``
+opts in to four long-lived workers sharing the GPU, each with a quarter of the CPU cores, each taking run after run
+(torch's import and the CUDA context paid once per worker), which pays where short runs leave the GPU waiting on the
+host.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def train_missing(configs: Sequence[object], *, jobs: int | None = None, exp_dir
             # CPU workers take run_threads threads each; workers sharing a GPU split the cores between them
             threads = None if dev.type == "cpu" else max(1, available_cpus() // n_jobs)
             run_tasks([train_task(c, root, data_dir, dev) for c in phase.values()], n_jobs, desc="training",
-                      progress=progress, threads=threads)
+                      progress=progress, threads=threads, long_lived=dev.type != "cpu")
         trained += len(phase)
     return trained
 
