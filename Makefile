@@ -27,8 +27,12 @@ data:
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; \
 	fi
 
+# The suite in TEST_WORKERS pytest-xdist workers, one thread each (tests/conftest.py); each notebook and its exported
+# script share a worker (--dist loadgroup), so the script reuses the notebook's runs
+TEST_WORKERS ?= 2
+
 test: install data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The short path: notebooks 01-06 on seed 0 without their sweeps, then 07 with its headline rows on SEEDS seeds
 # (default 1), then 08 on seed 0. FULL=1, the long path: every notebook with its own defaults (seeds 0-2, sweeps and ablations); it

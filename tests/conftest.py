@@ -3,12 +3,23 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker, and every process it starts, uses one
+    thread: two workers of two threads each would oversubscribe two cores, and torch's threads then wait on each
+    other. Training runs use one thread anyway (``LTLIB_RUN_THREADS``), so no result depends on this."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> None:

@@ -14,6 +14,8 @@ from ltlib.tools.tutorial import is_summary, tutorial_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+# one pytest-xdist group per notebook: its exported script runs after it, in the same worker, and reuses its runs
+GROUPED = [pytest.param(nb, marks=pytest.mark.xdist_group(nb.stem)) for nb in NOTEBOOKS]
 FMNIST = os.environ.get("LTLIB_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 
 pytestmark = pytest.mark.slow
@@ -85,7 +87,7 @@ def check_rendered_results(stem: str, exp: Path, out: Path) -> None:
         assert any(f"**Most accurate overall:** {label} ({means[label]:.1f}" in markdown for label in top), top
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", GROUPED, ids=lambda p: p.name)
 def test_notebook_runs_with_papermill_and_renders_its_own_runs(notebook, tmp_path, monkeypatch, exp_dirs):
     """Planted slips this catches: a finding rendered from another run's numbers (or typed), a results file that
     does not hold the runs' metrics, a notebook that trains nothing (its exp/ is its own, so no earlier test's
@@ -108,7 +110,7 @@ def test_notebook_runs_with_papermill_and_renders_its_own_runs(notebook, tmp_pat
     check_rendered_results(notebook.stem, exp, out)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", GROUPED, ids=lambda p: p.name)
 def test_exported_script_runs_with_python(notebook, tmp_path, exp_dirs):
     script = ROOT / "scripts" / f"{notebook.stem}.py"
     exp = exp_dirs[notebook.stem]
