@@ -503,6 +503,9 @@ else:
 # - `-p up_limit 0.3`: the CIFAR-100 config's cap on the adversarial term. Watch the many-shot finding.
 # - `-p radius 0.1`: a larger radius. Does the no-mixup run still finish, and what does the radius figure show?
 # - `-p flat_ratio 0.5`: the CIFAR-100 config's share of the flat loss.
+# - CC-SAM's stronger-augmentation variant is a recipe of its own: `run_grid({"AutoAug": make_config(profile,
+#   "ccsam_autoaug", dataset)}, seeds)` trains stage 1 with AutoAugment + Cutout and mixup off. Each image is
+#   augmented on its own, so a step costs more; compare its few-shot accuracy with the mixup runs above.
 # 
 # Notebook 05 adds CMO's minority oversampling and the LDAM / Balanced Softmax losses; CMO + CC-SAM is one config
 # line there. To run this notebook at paper scale on a GPU: `papermill notebooks/04_cc_sam.ipynb out.ipynb -p dataset

@@ -387,6 +387,9 @@ else:
 # - `-p combine_step imbsam` (with `extras=True`): CMO with ImbSAM's step instead of CC-SAM's.
 # - Fashion-MNIST's images sit on plain black backgrounds, so a pasted patch brings little of the "context" CMO
 #   is named after. Look at the batch in section 1 and ask what the background adds here.
+# - CMO's long recipe is `make_config(profile, "cmo_400", dataset)`: Balanced Softmax + CMO with PaCo's step
+#   schedule, and per image either AutoAugment + Cutout or SimCLR-style crops and colour changes (CMO's patches
+#   too). At the quick profile it keeps the quick epoch count; `sample_batch` shows what its batches look like.
 # 
 # Notebook 06 perturbs the trained models of notebooks 01–05 to measure how sharp their minima are. To run this
 # notebook at paper scale on a GPU: `papermill notebooks/05_cmo.ipynb out.ipynb -p dataset cifar100_lt -p profile
