@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ltlib.config import make_config
-from ltlib.experiment import run
+from ltlib.runs.config import make_config
+from ltlib.runs.experiment import run
 
 VARIANTS = {
     "wb": dict(recipe="wb", precision="bf16"),
