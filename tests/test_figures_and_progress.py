@@ -62,3 +62,15 @@ def test_progress_outside_a_kernel_ends_with_its_summary(capsys):
     assert "stopped: RuntimeError" in capsys.readouterr().err
     assert progress.duration(42) == "42 s" and progress.duration(150) == "2.5 min"
     assert progress.duration(3900) == "1 h 05 min"
+
+
+def test_progress_into_a_log_writes_only_its_summary(capsys, monkeypatch):
+    """stderr sent to a file (capsys's is not a terminal): no redraws, one summary; in a terminal, tqdm's bar."""
+    with progress.Progress(50, "training", "runs", min_interval=0) as bar:
+        for _ in range(50):
+            bar.update(1, "run a")
+    err = capsys.readouterr().err
+    assert err == "training: 50 runs in 0 s\n"
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True)
+    with progress.Progress(2, "training", "runs") as bar:
+        assert bar._tqdm is not None

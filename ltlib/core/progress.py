@@ -4,7 +4,9 @@
   When the work ends the bar is *replaced* by one short text summary (``update_display_data``), so the saved
   notebook and its HTML export hold a line per job, not hundreds of refreshes;
 - in a kernel without ipywidgets: no live bar, only that summary (never tqdm's "IProgress not found" warning);
-- in a terminal: tqdm's text bar on stderr, then the summary.
+- in a terminal: tqdm's text bar on stderr, then the summary;
+- with stderr sent to a file or a pipe (a log, CI, a script run by another program): no live bar, whose redraws
+  would fill the log, only the summary.
 
 ipywidgets draws the bar (the notebooks extra installs it) and tqdm the terminal one; this module only chooses
 between them and writes the summary, which neither does.
@@ -71,7 +73,7 @@ class Progress:
                 self._label = widgets.HTML(value=self._text(""))
                 self._box = widgets.HBox([self._bar, self._label])
                 self._handle = display(self._box, display_id=True)
-        else:
+        elif sys.stderr.isatty():
             from tqdm import tqdm
             self._tqdm = tqdm(total=self.total, initial=self.count, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
                               file=sys.stderr)
@@ -118,8 +120,10 @@ class Progress:
                 for part in (getattr(widget, "style", None), getattr(widget, "layout", None), widget):
                     if part is not None:                           # no widget state is left in the notebook
                         part.close()
+        elif in_kernel():
+            print(text)                  # a kernel without ipywidgets: the summary in the cell's output
         else:
-            print(text)
+            print(text, file=sys.stderr)
 
     def __enter__(self) -> "Progress":
         return self
