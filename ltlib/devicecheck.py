@@ -38,7 +38,7 @@ from .core import io
 from .core.env import environment, resolve_device, threads_for_run
 from .core.errors import DataError, LtlibError
 from .core.replicas import DistInfo
-from .core.targets import MixedTargets
+from .core.targets import map_targets
 from .data.datasets import DATASETS, LongTailData
 from .data.longtail import lt_counts
 from .data.mixing import MIXINGS
@@ -50,7 +50,7 @@ from .runs.distributed import wrap_model
 from .runs.evaluate import evaluate
 from .runs.experiment import default_exp_dir
 from .runs.setup import build_stage1, eval_options, load_data
-from .runs.train import set_lr
+from .runs.train import begin_epoch, set_lr
 from .tools.tutorial import run_tutorial
 
 # agreement: relative to the largest weight change of the step (the CPU's), what the device may differ by
@@ -62,6 +62,20 @@ TORCHRUN_TOLERANCE = 10.0
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    """The largest absolute difference between two state dicts' floating-point entries (``b``'s keys)."""
+    return max((a[k].float().cpu() - v.float().cpu()).abs().max().item() for k, v in b.items() if v.is_floating_point())
+
+
+def _fashion_mnist_missing() -> dict | None:
+    """A "skipped" entry when Fashion-MNIST, which the smoke runs train on, is not installed; None when it is."""
+    try:
+        load_data(make_config("smoke"))
+    except DataError as err:
+        return {"skipped": f"Fashion-MNIST is not installed ({err}); `make data` installs it"}
+    return None
 
 
 def synthetic_longtail(dataset: str = "cifar100_lt", n_max: int = 500, imbalance_factor: float = 100,
@@ -105,24 +119,17 @@ def agreement(device: torch.device, data: LongTailData, batch_size: int = 32) ->
         label = " ".join(f"{k}={v}" for k, v in case.items() if not k.startswith("cmo_"))
         try:
             ref = build_stage1(config, data, cpu)
-            for part in (ref.step, ref.loss_fn):
-                if hasattr(part, "start_epoch"):
-                    part.start_epoch(config.epochs - 1)        # DRW's weights and CMO are on in the last epoch
+            begin_epoch(config.epochs - 1, ref.step, ref.loss_fn)     # DRW's weights and CMO are on in the last epoch
             images, targets = next(iter(ref.loader.epoch(config.epochs - 1)))
             other = build_stage1(config, data, device)
             other.model.load_state_dict(ref.model.state_dict())
-            for part in (other.step, other.loss_fn):
-                if hasattr(part, "start_epoch"):
-                    part.start_epoch(config.epochs - 1)
+            begin_epoch(config.epochs - 1, other.step, other.loss_fn)
             start = copy.deepcopy(ref.model.state_dict())
             out_ref = ref.step(ref.model, images, targets, ref.loss_fn)
-            moved = (MixedTargets(*(t.to(device) for t in targets)) if isinstance(targets, MixedTargets)
-                     else targets.to(device))
-            out_dev = other.step(other.model, images.to(device), moved, other.loss_fn)
-            change = max((ref.model.state_dict()[k].float() - v.float()).abs().max().item()
-                         for k, v in start.items() if v.is_floating_point())
-            diff = max((other.model.state_dict()[k].float().cpu() - v.float()).abs().max().item()
-                       for k, v in ref.model.state_dict().items() if v.is_floating_point())
+            out_dev = other.step(other.model, images.to(device), map_targets(lambda t: t.to(device), targets),
+                                 other.loss_fn)
+            change = _largest_difference(ref.model.state_dict(), start)
+            diff = _largest_difference(other.model.state_dict(), ref.model.state_dict())
             loss_ref, loss_dev = float(out_ref.loss), float(out_dev.loss)
             ok = (math.isclose(loss_ref, loss_dev, rel_tol=AGREE_RTOL, abs_tol=1e-6)
                   and diff <= AGREE_RTOL * max(change, 1e-12))
@@ -149,17 +156,13 @@ def graph_agreement(device: torch.device, data: LongTailData, steps: int = 6, ba
                 setup = build_stage1(config.replace(graph_step=graph), data, device)   # seeded: the same weights
                 if not graph:
                     start = copy.deepcopy(setup.model.state_dict())
-                for part in (setup.step, setup.loss_fn):
-                    if hasattr(part, "start_epoch"):
-                        part.start_epoch(config.epochs - 1)
+                begin_epoch(config.epochs - 1, setup.step, setup.loss_fn)
                 for i, (images, targets) in enumerate(itertools.islice(setup.loader.epoch(config.epochs - 1), steps)):
                     set_lr(setup.optimizer, setup.schedule(config.epochs - 1, i, len(setup.loader)))
                     setup.step(setup.model, images, targets, setup.loss_fn)
                 states.append(setup.model.state_dict())
-            change = max((states[0][k].float() - v.float()).abs().max().item()
-                         for k, v in start.items() if v.is_floating_point())
-            diff = max((states[1][k].float() - v.float()).abs().max().item()
-                       for k, v in states[0].items() if v.is_floating_point())
+            change = _largest_difference(states[0], start)
+            diff = _largest_difference(states[1], states[0])
             rows.append(dict(case=label, captured=device.type == "cuda", steps=steps, weight_change=change,
                              weight_diff=diff, ok=diff <= AGREE_RTOL * max(change, 1e-12)))
         except (LtlibError, RuntimeError, ValueError) as err:
@@ -209,10 +212,9 @@ def time_recipes(device: torch.device, data: LongTailData, steps: int, warmup: i
 
 def notebooks(device: torch.device, out_dir: Path) -> dict:
     """Every notebook under papermill in the smoke profile, on ``device`` (their ``device`` parameter)."""
-    try:
-        load_data(make_config("smoke"))
-    except DataError as err:
-        return {"skipped": f"Fashion-MNIST is not installed ({err}); `make data` installs it"}
+    missing = _fashion_mnist_missing()
+    if missing:
+        return missing
     timings = run_tutorial(out_dir / "notebooks", profile="smoke", device=str(device))
     return {"seconds": timings.get("seconds"), "notebooks": {k: v["seconds"] for k, v in timings["notebooks"].items()}}
 
@@ -226,10 +228,9 @@ def torchrun_epoch(device: torch.device, out_dir: Path, processes: int | None = 
     ranks = processes or (torch.cuda.device_count() if device.type == "cuda" else 0)
     if ranks < 2:
         return {"skipped": f"{ranks} GPU(s) visible; the torchrun check needs 2 or more"}
-    try:
-        load_data(make_config("smoke"))
-    except DataError as err:
-        return {"skipped": f"Fashion-MNIST is not installed ({err})"}
+    missing = _fashion_mnist_missing()
+    if missing:
+        return missing
     results = {}
     where = "GPUs" if device.type == "cuda" else "processes"
     for label, launch in (("1 process", [sys.executable, "-m", "ltlib.tools.cli"]),

@@ -31,6 +31,16 @@ def primary_labels(targets: Targets) -> torch.Tensor:
     return targets.labels if isinstance(targets, MixedTargets) else targets
 
 
+def target_tensors(targets: Targets) -> tuple[torch.Tensor, ...]:
+    """The tensors a batch's targets are made of: the labels, or the three fields of mixed targets."""
+    return tuple(targets) if isinstance(targets, MixedTargets) else (targets,)
+
+
+def map_targets(fn: Callable[[torch.Tensor], torch.Tensor], targets: Targets) -> Targets:
+    """``targets`` with ``fn`` applied to each of its tensors (a copy, a move to another device)."""
+    return MixedTargets(*map(fn, targets)) if isinstance(targets, MixedTargets) else fn(targets)
+
+
 def mixed_losses(loss_fn: LossFn, logits: torch.Tensor, targets: Targets) -> torch.Tensor:
     """Per-sample losses against plain or mixed targets (the weighted sum of the two losses)."""
     if not isinstance(targets, MixedTargets):

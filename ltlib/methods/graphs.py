@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..core.errors import ConfigError
-from ..core.targets import MixedTargets, Targets
+from ..core.targets import MixedTargets, Targets, map_targets, target_tensors
 from .step import StepResult, StepStrategy
 
 
@@ -38,18 +38,12 @@ def tensor_lr(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
 
 
 def _key(images: torch.Tensor, targets: Targets) -> tuple:
-    parts = targets if isinstance(targets, MixedTargets) else (targets,)
     return (tuple(images.shape), images.dtype, images.stride(), isinstance(targets, MixedTargets),
-            tuple((tuple(t.shape), t.dtype) for t in parts))
-
-
-def _clone(targets: Targets) -> Targets:
-    return MixedTargets(*(t.clone() for t in targets)) if isinstance(targets, MixedTargets) else targets.clone()
+            tuple((tuple(t.shape), t.dtype) for t in target_tensors(targets)))
 
 
 def _copy_into(static: Targets, targets: Targets) -> None:
-    pairs = zip(static, targets) if isinstance(targets, MixedTargets) else ((static, targets),)
-    for dst, src in pairs:
+    for dst, src in zip(target_tensors(static), target_tensors(targets)):
         dst.copy_(src, non_blocking=True)
 
 
@@ -91,7 +85,7 @@ class GraphedStep:
             return self.warm(lambda: self.step(model, images, targets, loss_fn), images.device)
         key = _key(images, targets)
         if key not in self._graphs:
-            static_images, static_targets = images.clone(), _clone(targets)
+            static_images, static_targets = images.clone(), map_targets(torch.clone, targets)
             replay, out = self.capture(lambda: self.step(model, static_images, static_targets, loss_fn),
                                        images.device)
             self._graphs[key] = (replay, static_images, static_targets, out)

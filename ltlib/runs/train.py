@@ -31,6 +31,14 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def begin_epoch(epoch: int, *parts) -> None:
+    """Tell each epoch-dependent part (a step strategy, a loss: CC-SAM's stage-2 alpha, DRW's class weights) which
+    epoch begins; parts without ``start_epoch`` are left alone."""
+    for part in parts:
+        if hasattr(part, "start_epoch"):
+            part.start_epoch(epoch)
+
+
 def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
     """Raise if any step of the epoch had a NaN or infinite loss, naming the first such step (the run layer adds
     advice that fits the run's settings: :func:`ltlib.runs.experiment.divergence_advice`)."""
@@ -52,9 +60,7 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, step: StepStrategy, loss
     step_losses = torch.zeros(steps, device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     seen = 0
-    for part in (step, loss_fn):     # epoch-dependent parts: CC-SAM's stage-2 alpha, DRW's class weights
-        if hasattr(part, "start_epoch"):
-            part.start_epoch(epoch)
+    begin_epoch(epoch, step, loss_fn)     # epoch-dependent parts: CC-SAM's stage-2 alpha, DRW's class weights
     for i, (images, targets) in enumerate(loader.epoch(epoch)):
         set_lr(step.optimizer, schedule(epoch, i, steps))
         out = step(model, images, targets, loss_fn)

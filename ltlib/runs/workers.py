@@ -86,8 +86,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress:
                 for proc in [p for p in running if p.poll() is not None]:
                     task, log, started = running.pop(proc)
                     if proc.returncode != 0:
-                        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-                        raise JobError(f"{task.name} failed in its worker (exit {proc.returncode}):\n{tail}")
+                        raise JobError(f"{task.name} failed in its worker (exit {proc.returncode}):\n{_tail(log)}")
                     done.append(f"  {task.name}: {duration(time.perf_counter() - started)}")
                     bar.update(1, ", ".join(t.name for t, _, _ in running.values()), force=True)
             bar.close("\n".join([f"{bar.summary()}, {side} side by side:", *done]))
@@ -96,6 +95,11 @@ def run_tasks(tasks: Sequence[Task], jobs: int, *, desc: str = "jobs", progress:
                 proc.terminate()
             for proc in running:
                 proc.wait()
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a task's log, for the error that names it."""
+    return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
 def _run_pool(queue: list[Task], jobs: int, env: dict, desc: str, progress: bool) -> None:
@@ -128,8 +132,7 @@ def _run_pool(queue: list[Task], jobs: int, env: dict, desc: str, progress: bool
                     task, log, started = busy.pop(worker)
                     reply = worker.stdout.readline()
                     if not reply or not json.loads(reply).get("ok"):
-                        text = log.read_text(errors="replace") if log.exists() else ""
-                        tail = "\n".join(text.strip().splitlines()[-15:]) or "(the worker stopped before replying)"
+                        tail = (_tail(log) if log.exists() else "") or "(the worker stopped before replying)"
                         raise JobError(f"{task.name} failed in its worker:\n{tail}")
                     done.append(f"  {task.name}: {duration(time.perf_counter() - started)}")
                     bar.update(1, ", ".join(t.name for t, _, _ in busy.values()), force=True)

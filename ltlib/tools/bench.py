@@ -39,7 +39,7 @@ from ..core.env import configure_threads, cpu_model, resolve_device
 from ..data.loader import DeviceLoader
 from ..data.mixing import build_mixing
 from ..data.sources import ImageSet, load_fashion_mnist
-from ..data.strong import build_strong_augment
+from ..data.strong import STRONG_AUGMENTS, build_strong_augment
 from ..methods.ccsam import CCSAMOptions
 from ..methods.losses import CrossEntropy
 from ..methods.sam import SAMOptions
@@ -60,8 +60,8 @@ BENCH_STEPS = ("sam", "asam", "imbsam", "ccsam")
 BENCH_TAIL = (7, 8, 9)  # ImbSAM's tail classes in the benchmark (its cost does not depend on which)
 # CMO as its recipe runs it (p 0.5), on in every epoch of the benchmark
 BENCH_MIXING = {"cmo": dict(prob=0.5, epochs=10**9, start=-1, end=0)}
-# the strong augmentations (CC-SAM's AutoAug variant, CMO's 400-epoch recipe): per-image torchvision transforms
-BENCH_STRONG = ("autoaug_cutout", "paco")
+# every strong augmentation of the registry (CC-SAM's AutoAug variant, CMO's 400-epoch mix): per-image transforms
+BENCH_STRONG = tuple(name for name in STRONG_AUGMENTS if name != "none")
 
 
 # --------------------------------------------------------------------------- data
