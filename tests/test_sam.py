@@ -398,3 +398,26 @@ def test_imbsam_runs_with_a_degenerate_tail_warn_and_train(fake_fmnist, exp_dir,
 def test_every_strategy_trains_through_the_run_machinery(fake_fmnist, exp_dir, name):
     r = run(make_config("smoke", "wb", step=name, epochs=1, test_per_class=None), progress=False)
     assert r.config.step == name and r.history["loss"].notna().all()
+
+
+def test_a_compiled_imbsam_step_follows_a_compiled_plain_step_of_the_same_model():
+    """torch.compile reuses one graph for every model of a class; compiled for a plain step, its backward frees
+    ('donates') its saved buffers, which ImbSAM's second backward through the same graph needs. ImbSAM turns
+    donation off for its passes, so a notebook that compiles SGD and then ImbSAM trains, with ImbSAM's eager weights."""
+    from ltlib.runs.distributed import compile_model
+
+    torch._dynamo.reset()
+    x, y = _batch(labels=torch.tensor([0, 1, 2, 3, 4, 0, 1, 2] * 2))
+    plain = _net()
+    sgd = SGDStep(build_sgd(plain, 0.1, 0.9, 1e-3))
+    compiled_plain = compile_model(plain, backend="aot_eager")
+    for _ in range(2):
+        sgd(compiled_plain, x, y, ce)
+    eager, model = _net(1), _net(1)
+    ref, step = _step("imbsam", eager), _step("imbsam", model)
+    compiled = compile_model(model, backend="aot_eager")
+    for _ in range(2):
+        ref(eager, x, y, ce)
+        step(compiled, x, y, ce)
+    _assert_same(_state(model, step)[0], _state(eager, ref)[0], atol=1e-5)
+    torch._dynamo.reset()

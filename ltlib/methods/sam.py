@@ -279,6 +279,19 @@ class ASAMStep(SAMStep):
     guard = 1e-16
 
 
+def keep_saved_buffers():
+    """Keep a compiled model's saved buffers for a second backward through the same graph (``retain_graph=True``).
+
+    torch.compile's backward may free ("donate") the buffers its forward saved, and refuses a retained graph if it
+    did; it compiles one graph for every model of a class, so a plain step compiled first decides for ImbSAM's.
+    Compiled in this context, the graph keeps them (donation only saves memory); an eager model is unaffected.
+    """
+    config = getattr(getattr(torch, "_functorch", None), "config", None)
+    if config is None or not hasattr(config, "donated_buffer"):
+        return nullcontext()
+    return config.patch(donated_buffer=False)
+
+
 class ImbSAMStep:
     """ImbSAM (official PyTorch code): g = grad L_H(w) + grad L_T(w + epsilon), epsilon from grad L_T(w).
 
@@ -310,6 +323,10 @@ class ImbSAMStep:
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: Targets,
                  loss_fn: LossFn) -> StepResult:
+        with keep_saved_buffers():       # the head and tail backwards share the first graph
+            return self._step(model, images, labels, loss_fn)
+
+    def _step(self, model: nn.Module, images: torch.Tensor, labels: Targets, loss_fn: LossFn) -> StepResult:
         tail = self.tail_mask(labels)
         factor = self.options.tail_factor
         # two backwards share the first graph, so under DDP both stay local and the stored head gradient (and,
