@@ -37,6 +37,7 @@ import torch
 from .core import io
 from .core.env import environment, resolve_device, threads_for_run
 from .core.errors import DataError, LtlibError
+from .core.progress import Progress
 from .core.replicas import DistInfo
 from .core.targets import map_targets
 from .data.datasets import DATASETS, LongTailData
@@ -109,35 +110,42 @@ def _cases() -> list[dict]:
     return cases
 
 
-def agreement(device: torch.device, data: LongTailData, batch_size: int = 32) -> list[dict]:
+def agreement(device: torch.device, data: LongTailData, batch_size: int = 32, progress: bool = True) -> list[dict]:
     """One step of each case of :func:`_cases` from the same weights on the same batch (drawn on the CPU), on the
     CPU and on ``device``: the loss and the largest weight difference, relative to the largest weight change."""
     rows = []
-    cpu = torch.device("cpu")
-    for case in _cases():
-        config = make_config("smoke", "ce", "cifar100_lt", batch_size=batch_size, epochs=2, **case)
-        label = " ".join(f"{k}={v}" for k, v in case.items() if not k.startswith("cmo_"))
-        try:
-            ref = build_stage1(config, data, cpu)
-            begin_epoch(config.epochs - 1, ref.step, ref.loss_fn)     # DRW's weights and CMO are on in the last epoch
-            images, targets = next(iter(ref.loader.epoch(config.epochs - 1)))
-            other = build_stage1(config, data, device)
-            other.model.load_state_dict(ref.model.state_dict())
-            begin_epoch(config.epochs - 1, other.step, other.loss_fn)
-            start = copy.deepcopy(ref.model.state_dict())
-            out_ref = ref.step(ref.model, images, targets, ref.loss_fn)
-            out_dev = other.step(other.model, images.to(device), map_targets(lambda t: t.to(device), targets),
-                                 other.loss_fn)
-            change = _largest_difference(ref.model.state_dict(), start)
-            diff = _largest_difference(other.model.state_dict(), ref.model.state_dict())
-            loss_ref, loss_dev = float(out_ref.loss), float(out_dev.loss)
-            ok = (math.isclose(loss_ref, loss_dev, rel_tol=AGREE_RTOL, abs_tol=1e-6)
-                  and diff <= AGREE_RTOL * max(change, 1e-12))
-            rows.append(dict(case=label, loss_cpu=loss_ref, loss_device=loss_dev, weight_change=change,
-                             weight_diff=diff, ok=ok))
-        except (LtlibError, RuntimeError, ValueError) as err:
-            rows.append(dict(case=label, ok=False, error=f"{type(err).__name__}: {err}"))
+    cases = _cases()
+    with Progress(len(cases), f"agreement, {device} against the CPU", "cases", enabled=progress) as bar:
+        for case in cases:
+            rows.append(_agree(case, device, data, batch_size))
+            bar.update(1, rows[-1]["case"])
     return rows
+
+
+def _agree(case: dict, device: torch.device, data: LongTailData, batch_size: int) -> dict:
+    """One case of :func:`agreement`."""
+    config = make_config("smoke", "ce", "cifar100_lt", batch_size=batch_size, epochs=2, **case)
+    label = " ".join(f"{k}={v}" for k, v in case.items() if not k.startswith("cmo_"))
+    try:
+        ref = build_stage1(config, data, torch.device("cpu"))
+        begin_epoch(config.epochs - 1, ref.step, ref.loss_fn)     # DRW's weights and CMO are on in the last epoch
+        images, targets = next(iter(ref.loader.epoch(config.epochs - 1)))
+        other = build_stage1(config, data, device)
+        other.model.load_state_dict(ref.model.state_dict())
+        begin_epoch(config.epochs - 1, other.step, other.loss_fn)
+        start = copy.deepcopy(ref.model.state_dict())
+        out_ref = ref.step(ref.model, images, targets, ref.loss_fn)
+        out_dev = other.step(other.model, images.to(device), map_targets(lambda t: t.to(device), targets),
+                             other.loss_fn)
+        change = _largest_difference(ref.model.state_dict(), start)
+        diff = _largest_difference(other.model.state_dict(), ref.model.state_dict())
+        loss_ref, loss_dev = float(out_ref.loss), float(out_dev.loss)
+        ok = (math.isclose(loss_ref, loss_dev, rel_tol=AGREE_RTOL, abs_tol=1e-6)
+              and diff <= AGREE_RTOL * max(change, 1e-12))
+        return dict(case=label, loss_cpu=loss_ref, loss_device=loss_dev, weight_change=change, weight_diff=diff,
+                    ok=ok)
+    except (LtlibError, RuntimeError, ValueError) as err:
+        return dict(case=label, ok=False, error=f"{type(err).__name__}: {err}")
 
 
 def graph_agreement(device: torch.device, data: LongTailData, steps: int = 6, batch_size: int = 32) -> list[dict]:
@@ -171,43 +179,56 @@ def graph_agreement(device: torch.device, data: LongTailData, steps: int = 6, ba
 
 
 def time_recipes(device: torch.device, data: LongTailData, steps: int, warmup: int, compiled: bool,
-                 tiny: bool) -> list[dict]:
+                 tiny: bool, progress: bool = True) -> list[dict]:
     """Seconds per step of each paper recipe (eager, and with ``compiled`` also compiled and as a captured CUDA graph,
     ``graph_step``, which elsewhere runs the eager step), and the full run's time extrapolated: its epochs x steps per
     epoch, plus its evaluations of the test set."""
+    variants = [(False, False)] + ([(True, False), (False, True)] if compiled else [])
     rows = []
-    for recipe in RECIPES:
-        toy = {"model": "resnet32", "width": 0.25, "batch_size": 8} if tiny else {}
-        config = make_config("paper", recipe, "cifar100_lt", **toy)
-        for compile, graph in [(False, False)] + ([(True, False), (False, True)] if compiled else []):
-            setup = build_stage1(config.replace(graph_step=True, optimizer_impl="fused") if graph else config, data,
-                                 device)
-            module = wrap_model(setup.model, DistInfo(), compile=compile)
-            batches = itertools.chain.from_iterable(setup.loader.epoch(e) for e in itertools.count())
-            t_compile = time.perf_counter()
-            for _ in range(warmup):
-                setup.step(module, *next(batches), setup.loss_fn)
-            _sync(device)
-            t0 = time.perf_counter()
-            done = 0
-            for images, targets in batches:
-                setup.step(module, images, targets, setup.loss_fn)
-                done += 1
-                if done == steps:
-                    break
-            _sync(device)
-            per_step = (time.perf_counter() - t0) / max(done, 1)
-            t_eval = time.perf_counter()
-            evaluate(setup.model, data.test, **eval_options(config, data))
-            eval_s = time.perf_counter() - t_eval
-            evals = math.ceil(config.epochs / config.eval_every)
-            rows.append(dict(recipe=recipe, model=config.model, step=config.step, compiled=compile, graph=graph,
-                             captured=graph and device.type == "cuda",
-                             batch_size=config.batch_size, steps_timed=done, ms_per_step=1e3 * per_step,
-                             warmup_s=t0 - t_compile, steps_per_epoch=len(setup.loader), epochs=config.epochs,
-                             eval_s=eval_s, full_run_min=(config.epochs * len(setup.loader) * per_step
-                                                          + evals * eval_s) / 60))
+    recipes = RECIPES.names()
+    with Progress(len(recipes) * len(variants), f"timing the paper recipes on {device}", "variants",
+                  enabled=progress) as bar:
+        for recipe in recipes:
+            toy = {"model": "resnet32", "width": 0.25, "batch_size": 8} if tiny else {}
+            config = make_config("paper", recipe, "cifar100_lt", **toy)
+            eval_s = None                 # evaluation runs the eager model: timed once per recipe
+            for compile, graph in variants:
+                rows.append(_time_variant(recipe, config, compile, graph, device, data, steps, warmup, eval_s))
+                eval_s = rows[-1]["eval_s"]
+                bar.update(1, f"{recipe}: {rows[-1]['ms_per_step']:.1f} ms a step, "
+                              f"{'graph_step' if graph else 'compiled' if compile else 'eager'}")
     return rows
+
+
+def _time_variant(recipe: str, config, compile: bool, graph: bool, device: torch.device, data: LongTailData,
+                  steps: int, warmup: int, eval_s: float | None = None) -> dict:
+    """One recipe and variant of :func:`time_recipes` (``eval_s``: the recipe's evaluation time, when measured)."""
+    setup = build_stage1(config.replace(graph_step=True, optimizer_impl="fused") if graph else config, data, device)
+    module = wrap_model(setup.model, DistInfo(), compile=compile)
+    batches = itertools.chain.from_iterable(setup.loader.epoch(e) for e in itertools.count())
+    t_compile = time.perf_counter()
+    for _ in range(warmup):
+        setup.step(module, *next(batches), setup.loss_fn)
+    _sync(device)
+    t0 = time.perf_counter()
+    done = 0
+    for images, targets in batches:
+        setup.step(module, images, targets, setup.loss_fn)
+        done += 1
+        if done == steps:
+            break
+    _sync(device)
+    per_step = (time.perf_counter() - t0) / max(done, 1)
+    if eval_s is None:
+        t_eval = time.perf_counter()
+        evaluate(setup.model, data.test, **eval_options(config, data))
+        eval_s = time.perf_counter() - t_eval
+    evals = math.ceil(config.epochs / config.eval_every)
+    return dict(recipe=recipe, model=config.model, step=config.step, compiled=compile, graph=graph,
+                captured=graph and device.type == "cuda", batch_size=config.batch_size, steps_timed=done,
+                ms_per_step=1e3 * per_step, warmup_s=t0 - t_compile, steps_per_epoch=len(setup.loader),
+                epochs=config.epochs, eval_s=eval_s,
+                full_run_min=(config.epochs * len(setup.loader) * per_step + evals * eval_s) / 60)
 
 
 def notebooks(device: torch.device, out_dir: Path) -> dict:
@@ -251,11 +272,22 @@ def torchrun_epoch(device: torch.device, out_dir: Path, processes: int | None = 
             "rule": f"both finish and the test accuracies differ by at most {TORCHRUN_TOLERANCE:g} points"}
 
 
+def timing_steps(device: torch.device, tiny: bool, steps: int | None = None) -> tuple[int, int]:
+    """Timed and warm-up steps per recipe and variant: enough on a GPU for a steady rate (300 after 20), few on the
+    CPU, where 300 steps of every paper recipe, each eager, compiled and captured, would take hours."""
+    if tiny:
+        return steps or 2, 1
+    if device.type == "cpu":
+        return steps or 10, 2
+    return steps or 300, 20
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, no notebooks, no torchrun (the test suite)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per recipe (default 300; tiny 2)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per recipe and variant (default: 300 on a GPU, 10 on the CPU, 2 with --tiny)")
     parser.add_argument("--out", default=None, help="the report's path (default exp/devicecheck/devicecheck-<time>.json)")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -269,15 +301,18 @@ def main(argv: list[str] | None = None) -> int:
     except DataError:
         data = synthetic_longtail(n_max=200 if args.tiny else 500, test_per_class=2 if args.tiny else 100)
         source = "random images with CIFAR-100-LT's shape and counts"
-    steps = args.steps or (2 if args.tiny else 300)
-    print(f"device check on {device} ({source}); report: {out}", flush=True)
+    steps, warmup = timing_steps(device, args.tiny, args.steps)
+    print(f"device check on {device} ({source}); {steps} timed steps per recipe and variant after {warmup} warm-up "
+          f"steps; report: {out}", flush=True)
+    if device.type == "cpu" and not args.tiny:
+        print("on the CPU this takes tens of minutes (every paper recipe eager, compiled and captured, each with an "
+              "evaluation of the test set, then the notebooks); it is meant for a GPU machine", flush=True)
     t0 = time.perf_counter()
     with threads_for_run(device):         # as a run trains: on a CPU, LTLIB_RUN_THREADS threads (1 by default)
         report = {"device": str(device), "environment": environment(device), "tiny": args.tiny, "data": source,
                   "agreement": agreement(device, data, batch_size=16 if args.tiny else 32)
                   + graph_agreement(device, data, steps=4 if args.tiny else 6, batch_size=16 if args.tiny else 32)}
-        report["recipes"] = time_recipes(device, data, steps=steps, warmup=1 if args.tiny else 20, compiled=True,
-                                         tiny=args.tiny)
+        report["recipes"] = time_recipes(device, data, steps=steps, warmup=warmup, compiled=True, tiny=args.tiny)
     with tempfile.TemporaryDirectory() as scratch:
         skipped = {"skipped": "--tiny"}
         report["notebooks"] = skipped if args.tiny else notebooks(device, Path(scratch))

@@ -36,6 +36,15 @@ def test_the_tiny_device_check_passes_and_writes_its_report(tmp_path, monkeypatc
         in said and "imbsam" in said
 
 
+def test_the_cpu_times_a_few_steps_and_a_gpu_a_steady_rate():
+    """On the CPU, 300 steps of every recipe and variant would take hours: a laptop's check times a few steps."""
+    cpu, gpu = devicecheck.torch.device("cpu"), devicecheck.torch.device("cuda")
+    assert devicecheck.timing_steps(gpu, tiny=False) == (300, 20)
+    assert devicecheck.timing_steps(cpu, tiny=False) == (10, 2)
+    assert devicecheck.timing_steps(cpu, tiny=True) == (2, 1)
+    assert devicecheck.timing_steps(cpu, tiny=False, steps=50) == (50, 2)
+
+
 def test_the_summary_names_a_case_that_differs():
     report = {"device": "cuda", "agreement": [{"case": "step=sam", "ok": True},
                                               {"case": "loss=bs", "ok": False, "error": "RuntimeError: boom"}],
