@@ -286,10 +286,11 @@ def keep_saved_buffers():
     did; it compiles one graph for every model of a class, so a plain step compiled first decides for ImbSAM's.
     Compiled in this context, the graph keeps them (donation only saves memory); an eager model is unaffected.
     """
-    config = getattr(getattr(torch, "_functorch", None), "config", None)
-    if config is None or not hasattr(config, "donated_buffer"):
+    try:
+        from torch._functorch import config     # not imported by `import torch`; compiling reads it
+    except ImportError:
         return nullcontext()
-    return config.patch(donated_buffer=False)
+    return config.patch(donated_buffer=False) if hasattr(config, "donated_buffer") else nullcontext()
 
 
 class ImbSAMStep:
