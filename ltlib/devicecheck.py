@@ -195,9 +195,13 @@ def time_recipes(device: torch.device, data: LongTailData, steps: int, warmup: i
             for compile, graph in variants:
                 rows.append(_time_variant(recipe, config, compile, graph, device, data, steps, warmup, eval_s))
                 eval_s = rows[-1]["eval_s"]
-                bar.update(1, f"{recipe}: {rows[-1]['ms_per_step']:.1f} ms a step, "
-                              f"{'graph_step' if graph else 'compiled' if compile else 'eager'}")
+                bar.update(1, f"{recipe}: {rows[-1]['ms_per_step']:.1f} ms a step, {variant_name(rows[-1])}")
     return rows
+
+
+def variant_name(row: dict) -> str:
+    """A timed row's variant: "graph" (``graph_step``), "compiled" or "eager"."""
+    return "graph" if row.get("graph") else "compiled" if row["compiled"] else "eager"
 
 
 def _time_variant(recipe: str, config, compile: bool, graph: bool, device: torch.device, data: LongTailData,
@@ -337,7 +341,7 @@ def summary(report: dict) -> str:
                                         for r in agree + graphs if not r["ok"])]
     lines.append(f"{'recipe':14} {'variant':9} {'ms/step':>8} {'full run (min)':>15}")
     for r in report["recipes"]:
-        variant = "graph" if r.get("graph") else "compiled" if r["compiled"] else "eager"
+        variant = variant_name(r)
         variant += "*" if r.get("graph") and not r.get("captured") else ""
         lines.append(f"{r['recipe']:14} {variant:9} {r['ms_per_step']:8.1f} {r['full_run_min']:15.1f}")
     if any(r.get("graph") and not r.get("captured") for r in report["recipes"]):

@@ -48,8 +48,7 @@ def count(label: str, overrides: dict, data) -> dict:
     setup = build_stage1(config, data, torch.device("cpu"))
     begin_epoch(5, setup.step, setup.loss_fn)
     batches = setup.loader.epoch(5)
-    outside, inside = Count(), Count()
-    for i in range(3):                    # the third batch: caches filled, momentum buffers made
+    for _ in range(3):                    # the third batch: caches filled, momentum buffers made
         outside = Count()
         with outside:
             images, targets = next(batches)
